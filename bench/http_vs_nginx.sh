@@ -1,0 +1,99 @@
+#!/usr/bin/env bash
+# Ringmaster vs nginx on GET /healthz, same run, same cores: each server gets one worker
+# pinned to CPU 0, wrk runs pinned to CPU 1, with the same connections and duration.
+# Usage: bench/http_vs_nginx.sh [seconds] [connections]
+# Prints req/s and latency p50/p99 of both and the ratios. Everything listens on 127.0.0.1.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+seconds=${1:-10}
+connections=${2:-100}
+bin=build/release/ringmaster
+[ -x "$bin" ] || { echo "build first: make all"; exit 1; }
+command -v nginx >/dev/null || { echo "nginx missing: make deps"; exit 1; }
+command -v wrk >/dev/null || { echo "wrk missing: make deps"; exit 1; }
+server_cpu=0
+client_cpu=$(( $(nproc) > 1 ? 1 : 0 ))
+
+work=$(mktemp -d /tmp/rm-bench-http.XXXXXX)
+pids=()
+cleanup() {
+    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+free_port() {
+    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+wait_port() {
+    for _ in $(seq 1 100); do
+        curl -s -o /dev/null "http://127.0.0.1:$1/healthz" && return 0
+        sleep 0.05
+    done
+    echo "server on port $1 did not come up"; exit 1
+}
+
+run_wrk() {
+    taskset -c "$client_cpu" wrk -t1 -c"$connections" -d"${seconds}s" --latency \
+        "http://127.0.0.1:$1/healthz" >"$work/$2.wrk" 2>&1
+    local rps p50 p99
+    rps=$(awk '/^Requests\/sec/ {print $2}' "$work/$2.wrk")
+    p50=$(awk '$1=="50%" {print $2}' "$work/$2.wrk")
+    p99=$(awk '$1=="99%" {print $2}' "$work/$2.wrk")
+    echo "$rps $p50 $p99"
+}
+
+to_us() { # wrk prints 123.45us / 1.23ms / 1.02s
+    awk -v v="$1" 'BEGIN { n=v+0; if (v ~ /us$/) print n; else if (v ~ /ms$/) print n*1000;
+        else if (v ~ /s$/) print n*1000000; else print n }'
+}
+
+rm_port=$(free_port)
+cat >"$work/ringmaster.json" <<JSON
+{"listen": "127.0.0.1:$rm_port", "threads": 1, "log": {"level": "warn"}}
+JSON
+taskset -c "$server_cpu" "$bin" --config "$work/ringmaster.json" 2>"$work/ringmaster.err" &
+pids+=($!)
+wait_port "$rm_port"
+
+nginx_port=$(free_port)
+mkdir -p "$work/nginx"
+cat >"$work/nginx/nginx.conf" <<CONF
+worker_processes 1;
+worker_cpu_affinity 0001;
+daemon off;
+error_log $work/nginx/error.log warn;
+pid $work/nginx/nginx.pid;
+events { worker_connections 4096; multi_accept on; }
+http {
+    access_log off;
+    keepalive_requests 100000000;
+    client_body_temp_path $work/nginx;
+    proxy_temp_path $work/nginx;
+    fastcgi_temp_path $work/nginx;
+    uwsgi_temp_path $work/nginx;
+    scgi_temp_path $work/nginx;
+    server {
+        listen 127.0.0.1:$nginx_port reuseport;
+        location = /healthz {
+            default_type application/json;
+            return 200 '{"status":"ok"}';
+        }
+    }
+}
+CONF
+taskset -c "$server_cpu" nginx -p "$work/nginx" -c "$work/nginx/nginx.conf" &
+pids+=($!)
+wait_port "$nginx_port"
+
+read -r rm_rps rm_p50 rm_p99 < <(run_wrk "$rm_port" ringmaster)
+read -r ng_rps ng_p50 ng_p99 < <(run_wrk "$nginx_port" nginx)
+
+printf '%-12s %12s %10s %10s\n' server req/s p50 p99
+printf '%-12s %12s %10s %10s\n' ringmaster "$rm_rps" "$rm_p50" "$rm_p99"
+printf '%-12s %12s %10s %10s\n' nginx "$ng_rps" "$ng_p50" "$ng_p99"
+awk -v a="$rm_rps" -v b="$ng_rps" -v c="$(to_us "$rm_p99")" -v d="$(to_us "$ng_p99")" \
+    'BEGIN { printf "ratio ringmaster/nginx: req/s %.2fx, p99 latency %.2fx (lower is better)\n", a/b, c/d }'
+echo "(1 worker each on CPU $server_cpu, wrk -t1 -c$connections -d${seconds}s on CPU $client_cpu, $(nproc) CPUs, $(uname -r))"

@@ -1,0 +1,30 @@
+#ifndef RM_API_H
+#define RM_API_H
+
+/* The HTTP API's routing table and its handlers. Route ids double as metric labels. */
+
+#include <stdint.h>
+
+#include "net/http_server.h"
+
+enum api_route {
+    API_ROUTE_UNMATCHED, /* also requests refused before routing */
+    API_ROUTE_HEALTHZ,
+    API_ROUTE_READYZ,
+    API_ROUTE_METRICS,
+    API_ROUTE_COUNT,
+};
+
+struct api_context {
+    struct metrics_registry *metrics;
+    /* Set once the engine has recovered and accepts work; cleared when it starts draining.
+     * Read with relaxed atomics. */
+    const int *ready;
+};
+
+extern const char *const api_route_names[API_ROUTE_COUNT];
+
+/* The http_route_function of the server; context is a struct api_context. */
+void api_route(void *context, struct http_exchange *exchange);
+
+#endif

@@ -1,0 +1,144 @@
+/* The ringmaster command itself: flags, config checking, signals. */
+
+#include <criterion/criterion.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "tests/support.h"
+
+static char output[65536];
+
+struct binary_process {
+    pid_t pid;
+    FILE *stderr_stream;
+    unsigned port;
+};
+
+static void binary_require(void)
+{
+    cr_assert_not_null(test_binary(), "RINGMASTER_BIN must name the built binary (make test)");
+}
+
+/* Starts the binary with a config and waits for its "listening on port N" line. */
+static void binary_start(struct binary_process *process, const char *config_path)
+{
+    int pipe_fds[2];
+    cr_assert_eq(pipe(pipe_fds), 0);
+    process->pid = fork();
+    cr_assert_geq(process->pid, 0);
+    if (process->pid == 0) {
+        dup2(pipe_fds[1], 2);
+        close(pipe_fds[0]);
+        execl(test_binary(), "ringmaster", "--config", config_path, (char *)NULL);
+        _exit(127);
+    }
+    close(pipe_fds[1]);
+    process->stderr_stream = fdopen(pipe_fds[0], "r");
+    process->port = 0;
+    char line[1024];
+    while (process->port == 0 && fgets(line, sizeof(line), process->stderr_stream) != NULL) {
+        const char *at = strstr(line, "listening on port ");
+        if (at != NULL) {
+            process->port = (unsigned)strtoul(at + 18, NULL, 10);
+        }
+    }
+    cr_assert_neq(process->port, 0, "the binary did not report its port");
+}
+
+static int binary_stop(struct binary_process *process, int signal_number)
+{
+    kill(process->pid, signal_number);
+    int status = 0;
+    cr_assert_eq(waitpid(process->pid, &status, 0), process->pid);
+    fclose(process->stderr_stream);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+static void write_file(const char *path, const char *text)
+{
+    FILE *file = fopen(path, "w");
+    cr_assert_not_null(file);
+    fputs(text, file);
+    fclose(file);
+}
+
+Test(binary, version_and_help)
+{
+    binary_require();
+    char command[1024];
+    snprintf(command, sizeof(command), "%s --version", test_binary());
+    cr_assert_eq(test_run(command, output, sizeof(output)), 0);
+    cr_assert_eq(strncmp(output, "ringmaster ", 11), 0);
+    snprintf(command, sizeof(command), "%s --help", test_binary());
+    cr_assert_eq(test_run(command, output, sizeof(output)), 0);
+    cr_assert_not_null(strstr(output, "--check-config"));
+    snprintf(command, sizeof(command), "%s --bogus 2>&1", test_binary());
+    cr_assert_eq(test_run(command, output, sizeof(output)), 2);
+}
+
+Test(binary, check_config_names_file_line_and_key)
+{
+    binary_require();
+    char directory[] = "/tmp/rm-binary-XXXXXX";
+    cr_assert_not_null(mkdtemp(directory));
+    char good[256], bad[256], command[1024];
+    snprintf(good, sizeof(good), "%s/good.json", directory);
+    snprintf(bad, sizeof(bad), "%s/bad.json", directory);
+    write_file(good, "{\n  \"listen\": \"127.0.0.1:0\",\n  \"threads\": 1\n}\n");
+    write_file(bad, "{\n  \"listen\": \"127.0.0.1:0\",\n  \"limits\": {\n    \"max_hedaers\": 3\n"
+                    "  }\n}\n");
+    snprintf(command, sizeof(command), "%s --check-config %s 2>&1", test_binary(), good);
+    cr_assert_eq(test_run(command, output, sizeof(output)), 0, "%s", output);
+    snprintf(command, sizeof(command), "%s --check-config %s 2>&1", test_binary(), bad);
+    cr_assert_eq(test_run(command, output, sizeof(output)), 1);
+    cr_assert_not_null(strstr(output, "bad.json:4"), "%s", output);
+    cr_assert_not_null(strstr(output, "limits.max_hedaers"), "%s", output);
+    unlink(good);
+    unlink(bad);
+    rmdir(directory);
+}
+
+Test(binary, sigterm_drains_and_exits_zero_and_sighup_reopens_log)
+{
+    binary_require();
+    char directory[] = "/tmp/rm-binary-XXXXXX";
+    cr_assert_not_null(mkdtemp(directory));
+    char config_path[256], log_path[256], rotated[256], config[1024];
+    snprintf(config_path, sizeof(config_path), "%s/config.json", directory);
+    snprintf(log_path, sizeof(log_path), "%s/ringmaster.log", directory);
+    snprintf(rotated, sizeof(rotated), "%s/ringmaster.log.1", directory);
+    snprintf(config, sizeof(config),
+             "{\"listen\": \"127.0.0.1:0\", \"threads\": 2, \"log\": {\"file\": \"%s\"}}",
+             log_path);
+    write_file(config_path, config);
+    struct binary_process process;
+    binary_start(&process, config_path);
+    int fd = test_connect((uint16_t)process.port);
+    test_send_text(fd, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n");
+    cr_assert_gt(test_read_response(fd, output, sizeof(output)), 0);
+    cr_assert_eq(test_status(output), 200);
+    cr_assert_eq(rename(log_path, rotated), 0);
+    kill(process.pid, SIGHUP);
+    struct stat info;
+    for (int i = 0; i < 200 && stat(log_path, &info) != 0; i++) {
+        usleep(10000);
+    }
+    cr_assert_eq(stat(log_path, &info), 0, "SIGHUP did not reopen the log");
+    cr_assert_eq(binary_stop(&process, SIGTERM), 0);
+    cr_assert(test_peer_closed(fd), "the idle keep-alive connection was not closed");
+    close(fd);
+    char command[1024];
+    snprintf(command, sizeof(command), "cat %s %s", rotated, log_path);
+    test_run(command, output, sizeof(output));
+    cr_assert_not_null(strstr(output, "\"msg\":\"engine started\""), "%s", output);
+    cr_assert_not_null(strstr(output, "\"msg\":\"engine stopped\""), "%s", output);
+    unlink(config_path);
+    unlink(log_path);
+    unlink(rotated);
+    rmdir(directory);
+}

@@ -1,0 +1,164 @@
+#include "tests/support.h"
+
+#include <arpa/inet.h>
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "core/ringmaster.h"
+
+void test_engine_start(struct test_engine *test, uint32_t threads, const char *extra)
+{
+    char json[4096];
+    snprintf(json, sizeof(json),
+             "{\"listen\": \"127.0.0.1:0\", \"threads\": %u, \"log\": {\"level\": \"warn\"}%s%s}",
+             threads, extra[0] != '\0' ? ", " : "", extra);
+    char err[512] = "";
+    int result = rm_engine_create_json(json, &test->engine, err, sizeof(err));
+    cr_assert_eq(result, 0, "engine create failed: %s", err);
+    result = rm_engine_start(test->engine, err, sizeof(err));
+    cr_assert_eq(result, 0, "engine start failed: %s", err);
+    test->port = rm_engine_port(test->engine);
+    cr_assert_neq(test->port, 0);
+}
+
+void test_engine_stop(struct test_engine *test)
+{
+    rm_engine_stop(test->engine);
+    rm_engine_wait(test->engine);
+    rm_engine_destroy(test->engine);
+    test->engine = NULL;
+}
+
+int test_connect(uint16_t port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    cr_assert_geq(fd, 0);
+    struct timeval timeout = {.tv_sec = 5};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof(timeout));
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &timeout, sizeof(timeout));
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    struct sockaddr_in address = {.sin_family = AF_INET, .sin_port = htons(port)};
+    inet_pton(AF_INET, "127.0.0.1", &address.sin_addr);
+    cr_assert_eq(connect(fd, (struct sockaddr *)&address, sizeof(address)), 0,
+                 "connect: %s", strerror(errno));
+    return fd;
+}
+
+void test_send(int fd, const char *data, size_t length)
+{
+    size_t sent = 0;
+    while (sent < length) {
+        ssize_t result = send(fd, data + sent, length - sent, MSG_NOSIGNAL);
+        if (result <= 0) {
+            return; /* the server may close early on bad input; the test checks the reply */
+        }
+        sent += (size_t)result;
+    }
+}
+
+void test_send_text(int fd, const char *text) { test_send(fd, text, strlen(text)); }
+
+size_t test_read_all(int fd, char *buffer, size_t capacity)
+{
+    size_t length = 0;
+    while (length + 1 < capacity) {
+        ssize_t got = recv(fd, buffer + length, capacity - 1 - length, 0);
+        if (got <= 0) {
+            break;
+        }
+        length += (size_t)got;
+    }
+    buffer[length] = '\0';
+    return length;
+}
+
+static size_t test_content_length(const char *head)
+{
+    const char *field = strcasestr(head, "\r\ncontent-length:");
+    return field == NULL ? 0 : (size_t)strtoull(field + 17, NULL, 10);
+}
+
+size_t test_read_response(int fd, char *buffer, size_t capacity)
+{
+    size_t length = 0;
+    for (;;) {
+        buffer[length] = '\0';
+        char *end = strstr(buffer, "\r\n\r\n");
+        if (end != NULL) {
+            size_t want = (size_t)(end + 4 - buffer) + test_content_length(buffer);
+            if (length >= want) {
+                return want;
+            }
+        }
+        if (length + 1 >= capacity) {
+            return 0;
+        }
+        /* One byte at a time, so a pipelined next response stays in the socket. */
+        ssize_t got = recv(fd, buffer + length, 1, 0);
+        if (got <= 0) {
+            return 0;
+        }
+        length += (size_t)got;
+    }
+}
+
+bool test_peer_closed(int fd)
+{
+    char byte;
+    for (int i = 0; i < 1000; i++) {
+        ssize_t got = recv(fd, &byte, 1, 0);
+        if (got == 0 || (got < 0 && errno != EAGAIN && errno != EWOULDBLOCK)) {
+            return true;
+        }
+        if (got < 0) {
+            return false; /* timed out: still open */
+        }
+    }
+    return false;
+}
+
+int test_status(const char *response)
+{
+    int status = 0;
+    if (sscanf(response, "HTTP/1.%*d %d", &status) != 1) {
+        return -1;
+    }
+    return status;
+}
+
+int test_run(const char *command, char *output, size_t capacity)
+{
+    FILE *pipe = popen(command, "r");
+    cr_assert_not_null(pipe, "popen %s", command);
+    size_t length = 0;
+    size_t got;
+    while (length + 1 < capacity &&
+           (got = fread(output + length, 1, capacity - 1 - length, pipe)) > 0) {
+        length += got;
+    }
+    output[length] = '\0';
+    int status = pclose(pipe);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+size_t test_count(const char *haystack, const char *needle)
+{
+    size_t count = 0;
+    size_t length = strlen(needle);
+    for (const char *at = strstr(haystack, needle); at != NULL; at = strstr(at + length, needle)) {
+        count++;
+    }
+    return count;
+}
+
+const char *test_binary(void) { return getenv("RINGMASTER_BIN"); }

@@ -1,0 +1,42 @@
+#ifndef RM_TESTS_SUPPORT_H
+#define RM_TESTS_SUPPORT_H
+
+/* Helpers shared by the integration tests: an embedded engine on a free loopback port, plain
+ * blocking sockets as a raw HTTP client (for bytes curl would never send), and running real
+ * client programs (curl, wrk) with their output captured. */
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct rm_engine;
+
+struct test_engine {
+    struct rm_engine *engine;
+    uint16_t port;
+};
+
+/* Starts an engine on 127.0.0.1:0 with `threads` reactors; `extra` is more JSON members
+ * ("" or e.g. "\"limits\": {...}"). Fails the test on error. */
+void test_engine_start(struct test_engine *test, uint32_t threads, const char *extra);
+void test_engine_stop(struct test_engine *test);
+
+/* A blocking loopback connection with 5 s receive/send timeouts. */
+int test_connect(uint16_t port);
+void test_send(int fd, const char *data, size_t length);
+void test_send_text(int fd, const char *text);
+/* Reads until the peer closes (or 5 s pass); returns the bytes read, NUL-terminated. */
+size_t test_read_all(int fd, char *buffer, size_t capacity);
+/* Reads exactly one response (headers + Content-Length body); returns its length or 0. */
+size_t test_read_response(int fd, char *buffer, size_t capacity);
+/* True once the peer has closed: a read returns 0 (or an error) within 5 s. */
+bool test_peer_closed(int fd);
+int test_status(const char *response);
+/* Runs a shell command; stores stdout (NUL-terminated) and returns the exit status. */
+int test_run(const char *command, char *output, size_t capacity);
+/* Counts occurrences of needle in haystack. */
+size_t test_count(const char *haystack, const char *needle);
+/* The path of the built ringmaster binary (RINGMASTER_BIN), or NULL. */
+const char *test_binary(void);
+
+#endif
