@@ -41,7 +41,7 @@ fuzz_LIBS := -fsanitize=fuzzer,address,undefined $(LIBS)
 .PHONY: all help deps test test-unit test-asan test-tsan fuzz fuzz-smoke bench run install \
 	clean ringmaster
 
-all: deps build/release/ringmaster build/release/libringmaster.a
+all: deps build/release/ringmaster build/release/libringmaster.a build/release/state-bench
 
 help:
 	@echo "make deps        install missing Debian packages (apt-get)"
@@ -79,6 +79,10 @@ build/$(1)/libringmaster.a: $$(LIB_SOURCES:%.c=build/$(1)/%.o)
 
 build/$(1)/ringmaster: build/$(1)/core/main.o build/$(1)/libringmaster.a
 	$$($(1)_CC) $$($(1)_CFLAGS) $$^ $$($(1)_LIBS) -o $$@
+
+build/$(1)/state-bench: bench/state_bench.c
+	@mkdir -p $$(dir $$@)
+	$$($(1)_CC) $$($(1)_CFLAGS) $$< -o $$@
 
 build/$(1)/ringmaster-tests: $$(TEST_SOURCES:%.c=build/$(1)/%.o) build/$(1)/tests/support.o \
 		build/$(1)/libringmaster.a
@@ -138,6 +142,7 @@ test-tsan: deps build/tsan/ringmaster build/tsan/ringmaster-tests
 
 bench: all
 	bash bench/http_vs_nginx.sh
+	bash bench/state_vs_redis.sh
 
 run: all
 	build/release/ringmaster

@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # Ringmaster vs nginx on GET /healthz, same run, same cores: each server gets one worker
 # pinned to CPU 0, wrk runs pinned to CPU 1, with the same connections and duration.
+# Two rounds: plain keep-alive requests (one in flight per connection), and pipelined
+# requests (16 per write), where the client's per-request cost is small enough that the server
+# core, not wrk, is what saturates on a 2-core machine.
 # Usage: bench/http_vs_nginx.sh [seconds] [connections]
 # Prints req/s and latency p50/p99 of both and the ratios. Everything listens on 127.0.0.1.
 set -euo pipefail
@@ -35,8 +38,18 @@ wait_port() {
     echo "server on port $1 did not come up"; exit 1
 }
 
+cat >"$work/pipeline.lua" <<'LUA'
+init = function(args)
+    local r = {}
+    for i = 1, 16 do r[i] = wrk.format("GET", "/healthz") end
+    req = table.concat(r)
+end
+request = function() return req end
+LUA
+
+# run_wrk PORT NAME [extra wrk arguments]
 run_wrk() {
-    taskset -c "$client_cpu" wrk -t1 -c"$connections" -d"${seconds}s" --latency \
+    taskset -c "$client_cpu" wrk -t1 -c"$connections" -d"${seconds}s" --latency ${3:-} \
         "http://127.0.0.1:$1/healthz" >"$work/$2.wrk" 2>&1
     local rps p50 p99
     rps=$(awk '/^Requests\/sec/ {print $2}' "$work/$2.wrk")
@@ -88,12 +101,20 @@ taskset -c "$server_cpu" nginx -p "$work/nginx" -c "$work/nginx/nginx.conf" &
 pids+=($!)
 wait_port "$nginx_port"
 
-read -r rm_rps rm_p50 rm_p99 < <(run_wrk "$rm_port" ringmaster)
-read -r ng_rps ng_p50 ng_p99 < <(run_wrk "$nginx_port" nginx)
+report() { # title, ringmaster figures, nginx figures
+    local title=$1; shift
+    local rm_rps=$1 rm_p50=$2 rm_p99=$3 ng_rps=$4 ng_p50=$5 ng_p99=$6
+    echo "== $title"
+    printf '%-12s %12s %10s %10s\n' server req/s p50 p99
+    printf '%-12s %12s %10s %10s\n' ringmaster "$rm_rps" "$rm_p50" "$rm_p99"
+    printf '%-12s %12s %10s %10s\n' nginx "$ng_rps" "$ng_p50" "$ng_p99"
+    awk -v a="$rm_rps" -v b="$ng_rps" -v c="$(to_us "$rm_p99")" -v d="$(to_us "$ng_p99")" \
+        'BEGIN { printf "ratio ringmaster/nginx: req/s %.2fx, p99 latency %.2fx (lower is better)\n", a/b, c/d }'
+}
 
-printf '%-12s %12s %10s %10s\n' server req/s p50 p99
-printf '%-12s %12s %10s %10s\n' ringmaster "$rm_rps" "$rm_p50" "$rm_p99"
-printf '%-12s %12s %10s %10s\n' nginx "$ng_rps" "$ng_p50" "$ng_p99"
-awk -v a="$rm_rps" -v b="$ng_rps" -v c="$(to_us "$rm_p99")" -v d="$(to_us "$ng_p99")" \
-    'BEGIN { printf "ratio ringmaster/nginx: req/s %.2fx, p99 latency %.2fx (lower is better)\n", a/b, c/d }'
+report "keep-alive, 1 request in flight per connection" \
+    $(run_wrk "$rm_port" ringmaster) $(run_wrk "$nginx_port" nginx)
+report "pipelined, 16 requests per write" \
+    $(run_wrk "$rm_port" ringmaster-pipelined "-s $work/pipeline.lua") \
+    $(run_wrk "$nginx_port" nginx-pipelined "-s $work/pipeline.lua")
 echo "(1 worker each on CPU $server_cpu, wrk -t1 -c$connections -d${seconds}s on CPU $client_cpu, $(nproc) CPUs, $(uname -r))"

@@ -267,11 +267,16 @@ static size_t config_locate(const char *text, size_t length, const char *const *
 /* ---- errors ---- */
 
 /* Copies at most CONFIG_ECHO_MAX bytes of text, control characters shown as '?', so that a
- * hostile key or value cannot break the error message into several lines. */
+ * hostile key or value cannot break the error message into several lines. The empty string
+ * is shown as "" so that an empty key stays visible in a key path. */
 static void config_echo(char *out, size_t out_length, const char *text)
 {
     RM_ASSERT(out_length > CONFIG_ECHO_MAX + 3);
     RM_ASSERT(text != NULL);
+    if (text[0] == '\0') {
+        memcpy(out, "\"\"", 3);
+        return;
+    }
     size_t length = 0;
     for (; text[length] != '\0' && length < CONFIG_ECHO_MAX; length++) {
         unsigned char c = (unsigned char)text[length];
@@ -298,7 +303,7 @@ static void config_path_text(const struct config_parser *parser, char *out, size
         char echo[CONFIG_ECHO_MAX + 4];
         config_echo(echo, sizeof(echo), parser->path[i]);
         int written = snprintf(out + used, out_length - used, "%s%s", i > 0 ? "." : "", echo);
-        RM_ASSERT(written > 0 && (size_t)written < out_length - used);
+        RM_ASSERT(written >= 0 && (size_t)written < out_length - used);
         used += (size_t)written;
     }
 }

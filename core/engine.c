@@ -15,6 +15,7 @@
 #include "net/api.h"
 #include "net/http_server.h"
 #include "net/listener.h"
+#include "store/store.h"
 
 #define ENGINE_QUEUE_DEPTH 512
 
@@ -29,6 +30,7 @@ struct rm_engine {
     struct config config;
     uint32_t threads;
     struct metrics_registry *metrics;
+    struct store *store;
     struct reactor_group *group;
     int listen_fds[REACTOR_MAX];
     uint16_t port;
@@ -107,6 +109,14 @@ static int engine_create(struct config *config, struct rm_engine **out, char *er
         rm_free(engine);
         return -ENOMEM;
     }
+    result = store_create(config, engine->threads, engine->metrics, &engine->store);
+    if (result != 0) {
+        snprintf(err, err_length, "data_dir %s: cannot open the store: %s; check the path "
+                 "and its permissions", config->data_dir, strerror(-result));
+        metrics_destroy(engine->metrics);
+        rm_free(engine);
+        return result;
+    }
     *out = engine;
     return 0;
 }
@@ -165,10 +175,15 @@ static int engine_reactor_setup(struct reactor *reactor, void *context)
     uint32_t index = reactor_index(reactor);
     RM_ASSERT(index < engine->threads);
     RM_ASSERT(engine->listen_fds[index] >= 0);
-    struct http_server *server = NULL;
-    int result = http_server_create(reactor, engine->listen_fds[index], &engine->server_config,
-                                    &server);
+    int result = store_shard_open(engine->store, reactor);
     if (result != 0) {
+        return result;
+    }
+    struct http_server *server = NULL;
+    result = http_server_create(reactor, engine->listen_fds[index], &engine->server_config,
+                                &server);
+    if (result != 0) {
+        store_shard_close(engine->store, reactor);
         return result;
     }
     reactor_slot_set(reactor, REACTOR_SLOT_SERVER, server);
@@ -183,17 +198,21 @@ static void engine_reactor_stopping(struct reactor *reactor, void *context)
     http_server_stop_accepting(reactor_slot_get(reactor, REACTOR_SLOT_SERVER));
 }
 
+/* The store counts as busy while it has writes to flush, so a clean stop loses nothing that
+ * was acknowledged in async mode. */
 static bool engine_reactor_busy(struct reactor *reactor, void *context)
 {
-    (void)context;
-    return http_server_busy(reactor_slot_get(reactor, REACTOR_SLOT_SERVER));
+    struct rm_engine *engine = context;
+    return http_server_busy(reactor_slot_get(reactor, REACTOR_SLOT_SERVER)) ||
+           store_shard_busy(engine->store, reactor);
 }
 
 static void engine_reactor_teardown(struct reactor *reactor, void *context)
 {
-    (void)context;
+    struct rm_engine *engine = context;
     http_server_destroy(reactor_slot_get(reactor, REACTOR_SLOT_SERVER));
     reactor_slot_set(reactor, REACTOR_SLOT_SERVER, NULL);
+    store_shard_close(engine->store, reactor);
 }
 
 static void engine_server_config(struct rm_engine *engine)
@@ -201,6 +220,9 @@ static void engine_server_config(struct rm_engine *engine)
     const struct config_limits *limits = &engine->config.limits;
     struct http_server_config *server = &engine->server_config;
     engine->api.metrics = engine->metrics;
+    engine->api.store = engine->store;
+    engine->api.max_value_bytes = limits->max_value_bytes;
+    engine->api.require_precondition = engine->config.store.require_precondition;
     engine->api.ready = &engine->ready;
     server->limits.max_uri_bytes = limits->max_uri_bytes;
     server->limits.max_header_bytes = limits->max_header_bytes;
@@ -303,6 +325,7 @@ void rm_engine_destroy(struct rm_engine *engine)
         reactor_group_destroy(engine->group);
     }
     listener_close(engine->listen_fds, engine->threads);
+    store_destroy(engine->store);
     metrics_destroy(engine->metrics);
     rm_free(engine);
 }

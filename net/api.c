@@ -5,6 +5,7 @@
 #include "core/alloc.h"
 #include "core/metrics.h"
 #include "core/rm_assert.h"
+#include "net/api_state.h"
 
 #define API_METHOD_BIT(method) (1u << (method))
 #define API_READ_METHODS (API_METHOD_BIT(HTTP_METHOD_GET) | API_METHOD_BIT(HTTP_METHOD_HEAD))
@@ -12,7 +13,7 @@
 typedef void (*api_handler)(struct api_context *context, struct http_exchange *exchange);
 
 struct api_route_entry {
-    const char *path;
+    const char *path; /* exact, or a prefix when it ends with '/' */
     enum api_route route;
     uint32_t methods;
     const char *allow; /* the Allow header for 405 */
@@ -24,6 +25,7 @@ const char *const api_route_names[API_ROUTE_COUNT] = {
     [API_ROUTE_HEALTHZ] = "/healthz",
     [API_ROUTE_READYZ] = "/readyz",
     [API_ROUTE_METRICS] = "/metrics",
+    [API_ROUTE_STATE] = "/v1/state/{ns}/{key}",
 };
 
 static void api_healthz(struct api_context *context, struct http_exchange *exchange)
@@ -66,16 +68,23 @@ static const struct api_route_entry api_routes[] = {
     {"/healthz", API_ROUTE_HEALTHZ, API_READ_METHODS, "GET, HEAD", api_healthz},
     {"/readyz", API_ROUTE_READYZ, API_READ_METHODS, "GET, HEAD", api_readyz},
     {"/metrics", API_ROUTE_METRICS, API_READ_METHODS, "GET, HEAD", api_metrics},
+    {"/v1/state/", API_ROUTE_STATE,
+     API_READ_METHODS | API_METHOD_BIT(HTTP_METHOD_PUT) | API_METHOD_BIT(HTTP_METHOD_DELETE),
+     "GET, HEAD, PUT, DELETE", api_state_handle},
 };
 
 static const char api_method_not_allowed[] =
     "{\"error\":{\"type\":\"method_not_allowed\","
     "\"message\":\"this path does not support that method; see the Allow header\"}}";
 
-static bool api_path_equals(const struct http_slice *path, const char *expected)
+static bool api_path_matches(const struct http_slice *path, const char *pattern)
 {
-    size_t length = strlen(expected);
-    return path->length == length && memcmp(path->base, expected, length) == 0;
+    size_t length = strlen(pattern);
+    RM_ASSERT(length > 0);
+    if (pattern[length - 1] == '/') {
+        return path->length >= length && memcmp(path->base, pattern, length) == 0;
+    }
+    return path->length == length && memcmp(path->base, pattern, length) == 0;
 }
 
 void api_route(void *context, struct http_exchange *exchange)
@@ -86,7 +95,7 @@ void api_route(void *context, struct http_exchange *exchange)
     RM_ASSERT(request != NULL);
     for (size_t i = 0; i < RM_ARRAY_LENGTH(api_routes); i++) {
         const struct api_route_entry *entry = &api_routes[i];
-        if (!api_path_equals(&request->path, entry->path)) {
+        if (!api_path_matches(&request->path, entry->path)) {
             continue;
         }
         http_exchange_set_route(exchange, entry->route);

@@ -3,6 +3,7 @@
 
 /* The HTTP API's routing table and its handlers. Route ids double as metric labels. */
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "net/http_server.h"
@@ -12,11 +13,17 @@ enum api_route {
     API_ROUTE_HEALTHZ,
     API_ROUTE_READYZ,
     API_ROUTE_METRICS,
+    API_ROUTE_STATE,
     API_ROUTE_COUNT,
 };
 
+struct store;
+
 struct api_context {
     struct metrics_registry *metrics;
+    struct store *store;
+    uint64_t max_value_bytes;
+    bool require_precondition; /* 428 for writes without If-Match / If-None-Match */
     /* Set once the engine has recovered and accepts work; cleared when it starts draining.
      * Read with relaxed atomics. */
     const int *ready;

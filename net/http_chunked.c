@@ -41,10 +41,9 @@ void http_chunked_init(struct http_chunked *decoder, const struct http_limits *l
 static uint64_t http_chunked_hex_value(uint8_t byte)
 {
     RM_ASSERT(HTTP_PARSE_IS(byte, HTTP_PARSE_HEX));
-    if (byte <= '9') {
-        return (uint64_t)(byte - '0');
-    }
-    return (uint64_t)((byte | 0x20) - 'a' + 10);
+    uint64_t value = byte <= '9' ? (uint64_t)(byte - '0') : (uint64_t)((byte | 0x20) - 'a' + 10);
+    RM_ASSERT(value < 16);
+    return value;
 }
 
 /* The chunk-size line has ended: start the chunk's data, or the trailer section. */

@@ -145,12 +145,11 @@ static int http_parse_line_end(const char *buffer, size_t length, size_t *positi
     return 0;
 }
 
-/* Skips the empty lines some clients send after a body, but only a few: an endless run of
- * them would otherwise make every feed look like the end of a header section. */
-static int http_parse_empty_lines(const char *buffer, size_t length, size_t *position,
-                                  struct http_error *err)
+int http_parse_empty_lines(const char *buffer, size_t length, size_t *position,
+                           struct http_error *err)
 {
     RM_ASSERT(*position == 0);
+    RM_ASSERT(buffer != NULL || length == 0);
     for (uint32_t lines = 0;; lines++) {
         if (*position == length) {
             return HTTP_PARSE_PARTIAL;
@@ -245,6 +244,7 @@ static int http_parse_absolute_form(struct http_request *request, struct http_er
     const char *uri = request->target.base;
     size_t length = request->target.length;
     size_t at = 0;
+    RM_ASSERT(uri != NULL);
     RM_ASSERT(length > 0);
     if (length >= 7 && http_parse_equal_lower(uri, "http://", 7)) {
         at = 7;
@@ -373,6 +373,7 @@ static int http_parse_version(const char *buffer, size_t length, size_t *positio
     if (major != 1 || (minor != 0 && minor != 1)) {
         return http_parse_fail(err, 505, "HTTP version is not supported; use HTTP/1.1");
     }
+    RM_ASSERT(at <= length);
     request->version_minor = minor;
     *position = at;
     return 0;
@@ -410,6 +411,7 @@ static int http_parse_field(const char *buffer, size_t length, size_t *position,
     size_t start = *position;
     size_t at = start;
     RM_ASSERT(start < length);
+    RM_ASSERT(header != NULL);
     while (at < length && HTTP_PARSE_IS(buffer[at], HTTP_PARSE_TOKEN)) {
         at++;
     }

@@ -35,6 +35,12 @@ extern const uint8_t http_parse_classes[256];
 /* Fills *err and returns HTTP_PARSE_INVALID. */
 int http_parse_fail(struct http_error *err, int status, const char *message);
 
+/* Skips the empty lines some clients send after a body (RFC 9112 2.2), but at most
+ * HTTP_PARSE_EMPTY_LINES_MAX of them. Returns 0 with *position (which must be 0 on entry) at
+ * the first byte that is neither CR nor LF. */
+int http_parse_empty_lines(const char *buffer, size_t length, size_t *position,
+                           struct http_error *err);
+
 /* Parses the request line at the start of buffer (after at most HTTP_PARSE_EMPTY_LINES_MAX
  * empty lines) into method, method_name, target, path, query and version_minor. Returns the
  * bytes up to and including its line end. */

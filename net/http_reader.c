@@ -1,6 +1,9 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <string.h>
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
 
 #include "core/alloc.h"
 #include "core/rm_assert.h"
@@ -72,21 +75,52 @@ void http_reader_free(struct http_reader *reader)
 static int http_reader_fail(struct http_reader *reader, int status, const char *message)
 {
     RM_ASSERT(reader->error.status == 0);
+    RM_ASSERT(status == 429 || status == 503);
     return http_parse_fail(&reader->error, status, message);
 }
 
-/* Cheap test for "parsing the head again may give an answer": an empty line after a LF (the
- * end of the section) or a CR not followed by LF (an error). Only bytes not searched before are
- * searched, so a client sending its headers a byte at a time costs O(n), not O(n^2)
+/* The first CR or LF in [position, end), or end. */
+static inline size_t http_reader_find_line_byte(const char *head, size_t position, size_t end)
+{
+    RM_ASSERT(position <= end);
+#ifdef __SSE2__
+    const __m128i carriage_return = _mm_set1_epi8('\r');
+    const __m128i line_feed = _mm_set1_epi8('\n');
+    while (end - position >= 16) {
+        __m128i bytes = _mm_loadu_si128((const __m128i *)(const void *)(head + position));
+        __m128i found = _mm_or_si128(_mm_cmpeq_epi8(bytes, carriage_return),
+                                     _mm_cmpeq_epi8(bytes, line_feed));
+        unsigned mask = (unsigned)_mm_movemask_epi8(found);
+        if (mask != 0) {
+            return position + (size_t)__builtin_ctz(mask);
+        }
+        position += 16;
+    }
+#endif
+    while (position < end && head[position] != '\r' && head[position] != '\n') {
+        position++;
+    }
+    RM_ASSERT(position <= end);
+    return position;
+}
+
+/* Whether parsing the head now gives a final answer: it holds an empty line after a LF (the
+ * end of the header section, since leading empty lines are gone) or a CR not followed by LF
+ * (an error). The parser never reads past the first such place, so the answer depends only on
+ * the bytes before it, however the stream was cut. Only bytes not searched before are
+ * searched, so a client sending its head a byte at a time costs O(n), not O(n^2)
  * (picohttpparser's last_len countermeasure against slowloris). */
 static bool http_reader_head_ended(struct http_reader *reader, const char *head,
                                    size_t available)
 {
-    RM_ASSERT(reader->scanned <= available);
+    size_t at = reader->scanned;
+    RM_ASSERT(at <= available);
     RM_ASSERT(reader->header_length == 0);
-    for (size_t at = reader->scanned; at < available; at++) {
-        if (head[at] != '\r' && head[at] != '\n') {
-            continue;
+    for (;;) {
+        at = http_reader_find_line_byte(head, at, available);
+        if (at == available) {
+            reader->scanned = available;
+            return false;
         }
         size_t next = at + 1;
         if (head[at] == '\n' && next < available && head[next] == '\r') {
@@ -96,13 +130,13 @@ static bool http_reader_head_ended(struct http_reader *reader, const char *head,
             reader->scanned = at; /* the deciding byte has not arrived: look again */
             return false;
         }
-        if (head[next] == '\n' || head[next - 1] == '\r') {
+        bool bare_cr = head[next - 1] == '\r' && head[next] != '\n';
+        if (bare_cr || (head[at] == '\n' && head[next] == '\n')) {
             reader->scanned = at + 1;
             return true;
         }
+        at++;
     }
-    reader->scanned = available;
-    return false;
 }
 
 static int http_reader_head_parsed(struct http_reader *reader, size_t header_length,
@@ -123,39 +157,38 @@ static int http_reader_head_parsed(struct http_reader *reader, size_t header_len
     return 1;
 }
 
-/* Parses the head when it may be complete. On incomplete input only the limits are checked,
- * and only when a limit can have been passed, so partial heads are not parsed again and
- * again. Returns 1 when parsed, 0 when more bytes are needed, -1 on error. */
+/* Parses the head once parsing gives a final answer. On incomplete input only the limits are
+ * checked, and only once a limit can have been passed. Returns 1 when parsed, 0 when more
+ * bytes are needed, -1 on error. */
 static int http_reader_parse_head(struct http_reader *reader)
 {
     const struct http_limits *limits = reader->limits;
-    const char *head = reader->buffer + reader->start;
-    size_t available = reader->length - reader->start;
     RM_ASSERT(reader->header_length == 0);
     RM_ASSERT(!reader->complete);
-    if (available == 0) {
-        return 0;
+    if (reader->scanned == 0) {
+        /* Empty lines before a request are dropped whole, never half. */
+        size_t skipped = 0;
+        int result = http_parse_empty_lines(reader->buffer + reader->start,
+                                            reader->length - reader->start, &skipped,
+                                            &reader->error);
+        if (result != 0) {
+            return result == HTTP_PARSE_PARTIAL ? 0 : -1;
+        }
+        reader->start += skipped;
     }
-    /* The first look parses at once: usually the whole head came in one read. */
-    bool first = reader->scanned == 0;
-    if (first || available > limits->max_header_bytes ||
-        http_reader_head_ended(reader, head, available)) {
+    const char *head = reader->buffer + reader->start;
+    size_t available = reader->length - reader->start;
+    if (available > limits->max_header_bytes || http_reader_head_ended(reader, head, available)) {
         int result = http_parse_request(head, available, limits, &reader->request,
                                         &reader->error);
-        if (result > 0) {
-            return http_reader_head_parsed(reader, (size_t)result, available);
-        }
-        if (result == HTTP_PARSE_INVALID) {
+        RM_ASSERT(result != HTTP_PARSE_PARTIAL);
+        if (result < 0) {
             return -1;
         }
-        RM_ASSERT(available <= limits->max_header_bytes);
-        if (first) {
-            /* A valid prefix: only its last two bytes can start a line end still to come. */
-            reader->scanned = available - (available < 2 ? available : 2);
-        }
+        return http_reader_head_parsed(reader, (size_t)result, available);
     }
-    /* A request line without its end can hold a target over max_uri_bytes (414) only once
-     * that many bytes are here; past a few more bytes the line is complete or invalid. */
+    /* A request line without its end can be known to be too long (414, 501) once more than
+     * max_uri_bytes are here; a few bytes later it is complete or invalid. */
     if (!reader->line_checked && available > limits->max_uri_bytes) {
         int result = http_parse_request_line(head, available, limits, &reader->request,
                                              &reader->error);
@@ -262,7 +295,9 @@ static void http_reader_compact(struct http_reader *reader)
     memmove(reader->buffer, reader->buffer + reader->start, live);
     reader->start = 0;
     reader->length = live;
-    reader->head_moved = reader->header_length > 0;
+    if (reader->header_length > 0) {
+        reader->head_moved = true;
+    }
 }
 
 /* A handed-out request must stay where it is until consume: the bytes after it go to a new
@@ -316,7 +351,9 @@ static int http_reader_reserve(struct http_reader *reader, size_t wanted)
         }
         reader->buffer = grown;
         reader->capacity = capacity;
-        reader->head_moved = reader->header_length > 0;
+        if (reader->header_length > 0) {
+            reader->head_moved = true;
+        }
     }
     if (reader->capacity - reader->length < wanted && reader->start > 0) {
         http_reader_compact(reader);
@@ -418,18 +455,34 @@ bool http_reader_take_continue(struct http_reader *reader)
     return pending;
 }
 
+/* Bytes from `next` on: only empty lines (which are dropped, not a request) count as idle. */
+static enum http_reader_state http_reader_pending(const struct http_reader *reader, size_t next)
+{
+    RM_ASSERT(next <= reader->length);
+    RM_ASSERT(reader->header_length == 0 || reader->complete);
+    size_t end = reader->length - next > 2 * HTTP_PARSE_EMPTY_LINES_MAX
+                     ? next + 2 * HTTP_PARSE_EMPTY_LINES_MAX + 1
+                     : reader->length;
+    for (size_t at = next; at < end; at++) {
+        if (reader->buffer[at] != '\r' && reader->buffer[at] != '\n') {
+            return HTTP_READER_HEADERS;
+        }
+    }
+    return end == reader->length ? HTTP_READER_IDLE : HTTP_READER_HEADERS;
+}
+
 enum http_reader_state http_reader_state(const struct http_reader *reader)
 {
     RM_ASSERT(reader->limits != NULL);
     RM_ASSERT(reader->start <= reader->length);
     if (reader->complete) {
         size_t next = reader->retired != NULL ? reader->start : reader->start + reader->consumed;
-        return next < reader->length ? HTTP_READER_HEADERS : HTTP_READER_IDLE;
+        return http_reader_pending(reader, next);
     }
     if (reader->header_length > 0) {
         return HTTP_READER_BODY;
     }
-    return reader->length > reader->start ? HTTP_READER_HEADERS : HTTP_READER_IDLE;
+    return http_reader_pending(reader, reader->start);
 }
 
 const struct http_slice *http_request_header(const struct http_request *request,

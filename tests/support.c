@@ -15,12 +15,13 @@
 
 #include "core/ringmaster.h"
 
-void test_engine_start(struct test_engine *test, uint32_t threads, const char *extra)
+void test_engine_restart(struct test_engine *test, uint32_t threads, const char *extra)
 {
     char json[4096];
     snprintf(json, sizeof(json),
-             "{\"listen\": \"127.0.0.1:0\", \"threads\": %u, \"log\": {\"level\": \"warn\"}%s%s}",
-             threads, extra[0] != '\0' ? ", " : "", extra);
+             "{\"listen\": \"127.0.0.1:0\", \"threads\": %u, \"data_dir\": \"%s\", "
+             "\"log\": {\"level\": \"warn\"}%s%s}",
+             threads, test->data_dir, extra[0] != '\0' ? ", " : "", extra);
     char err[512] = "";
     int result = rm_engine_create_json(json, &test->engine, err, sizeof(err));
     cr_assert_eq(result, 0, "engine create failed: %s", err);
@@ -30,12 +31,27 @@ void test_engine_start(struct test_engine *test, uint32_t threads, const char *e
     cr_assert_neq(test->port, 0);
 }
 
-void test_engine_stop(struct test_engine *test)
+void test_engine_start(struct test_engine *test, uint32_t threads, const char *extra)
+{
+    snprintf(test->data_dir, sizeof(test->data_dir), "/tmp/rm-test-XXXXXX");
+    cr_assert_not_null(mkdtemp(test->data_dir), "mkdtemp: %s", strerror(errno));
+    test_engine_restart(test, threads, extra);
+}
+
+void test_engine_halt(struct test_engine *test)
 {
     rm_engine_stop(test->engine);
     rm_engine_wait(test->engine);
     rm_engine_destroy(test->engine);
     test->engine = NULL;
+}
+
+void test_engine_stop(struct test_engine *test)
+{
+    test_engine_halt(test);
+    char command[128];
+    snprintf(command, sizeof(command), "rm -rf '%s'", test->data_dir);
+    cr_assert_eq(system(command), 0);
 }
 
 int test_connect(uint16_t port)

@@ -14,11 +14,17 @@ struct rm_engine;
 struct test_engine {
     struct rm_engine *engine;
     uint16_t port;
+    char data_dir[64];
 };
 
-/* Starts an engine on 127.0.0.1:0 with `threads` reactors; `extra` is more JSON members
- * ("" or e.g. "\"limits\": {...}"). Fails the test on error. */
+/* Starts an engine on 127.0.0.1:0 with `threads` reactors and a fresh temporary data_dir;
+ * `extra` is more JSON members ("" or e.g. "\"limits\": {...}"). Fails the test on error. */
 void test_engine_start(struct test_engine *test, uint32_t threads, const char *extra);
+/* Starts an engine again on the data_dir of a stopped one (test_engine_halt). */
+void test_engine_restart(struct test_engine *test, uint32_t threads, const char *extra);
+/* Stops the engine (graceful drain) and keeps its data_dir. */
+void test_engine_halt(struct test_engine *test);
+/* Stops the engine and removes its data_dir. */
 void test_engine_stop(struct test_engine *test);
 
 /* A blocking loopback connection with 5 s receive/send timeouts. */

@@ -1,0 +1,46 @@
+#ifndef RM_STORE_COMMIT_H
+#define RM_STORE_COMMIT_H
+
+/* Group commit. Records are encoded straight into the shard's filling batch; once per
+ * reactor tick (and at once when the batch is full and no flush is in flight) the batch goes
+ * out as one io_uring write per segment it touches, followed by one fdatasync per dirty
+ * segment when any write in it asked for durability. Only one batch is in flight: while it
+ * is, new records accumulate in the other one, and when that one is full too writers get
+ * -EAGAIN (the HTTP layer answers 503 with Retry-After; a wait queue would only move the
+ * bound elsewhere).
+ *
+ * Every index change made for a batch is logged (entry, previous snapshot). On success the
+ * previous snapshots are retired through the epoch; on a failed write or fsync both batches
+ * are undone, so that the index never shows what the disk does not have, and the shard
+ * refuses writes until a restart (a failed fsync cannot be retried safely on Linux: the
+ * kernel may have dropped the dirty pages). */
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "store/shard.h"
+
+int store_commit_init(struct store_shard *shard);
+void store_commit_destroy(struct store_shard *shard);
+
+/* Room for a record of `size` bytes at the end of the active segment (rolling to a new one
+ * when full) and of the filling batch. Returns 0 with the place to encode it and its
+ * location, or -EAGAIN, -ENOSPC, -ENOMEM, or the shard's disk error. Pair every success
+ * with one store_commit_track() before returning to the loop. */
+int store_commit_reserve(struct store_shard *shard, uint32_t size, uint8_t **out,
+                         uint32_t *segment_id, uint64_t *offset);
+void store_commit_track(struct store_shard *shard, struct store_entry *entry,
+                        struct store_snapshot *previous);
+/* Acknowledges the request after the fdatasync that covers the filling batch. */
+void store_commit_wait(struct store_shard *shard, struct store_request *request);
+/* Makes the filling batch end with an fdatasync; returns its sequence. */
+uint64_t store_commit_require_sync(struct store_shard *shard);
+
+void store_commit_flush(struct store_shard *shard);
+void store_commit_tick(struct store_shard *shard);
+bool store_commit_idle(const struct store_shard *shard);
+/* Teardown, after the loop ended: writes and syncs what is left with blocking calls. Returns
+ * false when a batch was still in flight (its buffer must then not be freed). */
+bool store_commit_close(struct store_shard *shard);
+
+#endif

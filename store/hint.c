@@ -1,0 +1,311 @@
+#include "store/hint.h"
+
+#include <endian.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <string.h>
+
+#include "core/alloc.h"
+#include "core/log.h"
+#include "core/rm_assert.h"
+#include "store/crc32c.h"
+#include "store/record.h"
+
+#define STORE_HINT_MAGIC 0x54484d52u /* "RMHT" */
+#define STORE_HINT_FORMAT 1u
+
+enum store_hint_stage {
+    STORE_HINT_IDLE,
+    STORE_HINT_OPENING,
+    STORE_HINT_WRITING,
+    STORE_HINT_SYNCING,
+    STORE_HINT_CLOSING,
+};
+
+static uint32_t store_hint_u32(const uint8_t *in)
+{
+    uint32_t value;
+    memcpy(&value, in, sizeof(value));
+    return le32toh(value);
+}
+
+static uint64_t store_hint_u64(const uint8_t *in)
+{
+    uint64_t value;
+    memcpy(&value, in, sizeof(value));
+    return le64toh(value);
+}
+
+static void store_hint_put_u32(uint8_t *out, uint32_t value)
+{
+    value = htole32(value);
+    memcpy(out, &value, sizeof(value));
+}
+
+static void store_hint_put_u64(uint8_t *out, uint64_t value)
+{
+    value = htole64(value);
+    memcpy(out, &value, sizeof(value));
+}
+
+/* Decodes and range-checks one entry; returns its size or -EBADMSG. */
+static int64_t store_hint_entry_decode(const uint8_t *bytes, size_t remaining,
+                                       uint64_t segment_bytes, struct store_hint_entry *entry)
+{
+    if (remaining < STORE_HINT_ENTRY_BYTES) {
+        return -EBADMSG;
+    }
+    uint16_t key_length = (uint16_t)(bytes[2] | (bytes[3] << 8));
+    *entry = (struct store_hint_entry){
+        .type = (enum store_record_type)bytes[0],
+        .key_length = key_length,
+        .record_length = store_hint_u32(bytes + 4),
+        .value_length = store_hint_u32(bytes + 8),
+        .offset = store_hint_u64(bytes + 16),
+        .version = store_hint_u64(bytes + 24),
+        .expiry_unix_ns = store_hint_u64(bytes + 32),
+        .key = bytes + STORE_HINT_ENTRY_BYTES,
+    };
+    if (!store_record_type_valid(bytes[0]) || bytes[1] != 0 || key_length == 0 ||
+        key_length > STORE_FULL_KEY_MAX || remaining - STORE_HINT_ENTRY_BYTES < key_length ||
+        entry->value_length > STORE_RECORD_VALUE_LIMIT || entry->version == 0 ||
+        entry->record_length != store_record_size(key_length, entry->value_length) ||
+        entry->offset > segment_bytes || segment_bytes - entry->offset < entry->record_length) {
+        return -EBADMSG;
+    }
+    return STORE_HINT_ENTRY_BYTES + key_length;
+}
+
+static int store_hint_header_check(const uint8_t *image, size_t length, uint32_t segment_id,
+                                   uint64_t segment_bytes)
+{
+    if (length < STORE_HINT_HEADER_BYTES || store_hint_u32(image) != STORE_HINT_MAGIC ||
+        store_hint_u32(image + 4) != STORE_HINT_FORMAT ||
+        store_hint_u32(image + 8) != segment_id || store_hint_u64(image + 16) != segment_bytes ||
+        store_hint_u32(image + 28) != store_crc32c(0, image, 28) ||
+        store_hint_u32(image + 24) !=
+            store_crc32c(0, image + STORE_HINT_HEADER_BYTES, length - STORE_HINT_HEADER_BYTES)) {
+        return -EBADMSG;
+    }
+    return 0;
+}
+
+int store_hint_parse(const uint8_t *image, size_t length, uint32_t segment_id,
+                     uint64_t segment_bytes, store_hint_visitor visitor, void *context)
+{
+    RM_ASSERT(image != NULL || length == 0);
+    RM_ASSERT(visitor != NULL);
+    if (store_hint_header_check(image, length, segment_id, segment_bytes) != 0) {
+        return -EBADMSG;
+    }
+    uint32_t count = store_hint_u32(image + 12);
+    /* Two passes: nothing is applied from an image that is wrong anywhere. */
+    for (int pass = 0; pass < 2; pass++) {
+        size_t position = STORE_HINT_HEADER_BYTES;
+        for (uint32_t i = 0; i < count; i++) {
+            struct store_hint_entry entry;
+            int64_t size = store_hint_entry_decode(image + position, length - position,
+                                                   segment_bytes, &entry);
+            if (size < 0) {
+                return -EBADMSG;
+            }
+            if (pass == 1) {
+                int result = visitor(context, &entry);
+                if (result != 0) {
+                    return result;
+                }
+            }
+            position += (size_t)size;
+        }
+        if (position != length) {
+            return -EBADMSG;
+        }
+    }
+    return 0;
+}
+
+static void store_hint_entry_encode(uint8_t *out, const struct store_entry *entry,
+                                    const struct store_snapshot *snapshot)
+{
+    RM_ASSERT(snapshot->record_length == store_record_size(entry->key_length,
+                                                           snapshot->value_length));
+    memset(out, 0, STORE_HINT_ENTRY_BYTES);
+    out[0] = snapshot->type;
+    out[2] = (uint8_t)(entry->key_length & 0xff);
+    out[3] = (uint8_t)(entry->key_length >> 8);
+    store_hint_put_u32(out + 4, snapshot->record_length);
+    store_hint_put_u32(out + 8, snapshot->value_length);
+    store_hint_put_u64(out + 16, snapshot->offset);
+    store_hint_put_u64(out + 24, snapshot->version);
+    store_hint_put_u64(out + 32, snapshot->expiry_unix_ns);
+    memcpy(out + STORE_HINT_ENTRY_BYTES, entry->key, entry->key_length);
+}
+
+/* Walks the index for the entries that point into the segment: pass 0 sizes, pass 1 fills. */
+static uint64_t store_hint_collect(struct store_shard *shard, uint32_t segment_id, uint8_t *out,
+                                   uint32_t *count)
+{
+    uint64_t length = STORE_HINT_HEADER_BYTES;
+    ck_hs_iterator_t iterator = CK_HS_ITERATOR_INITIALIZER;
+    struct store_entry *entry = NULL;
+    *count = 0;
+    while (store_index_next(&shard->keys, &iterator, &entry, false)) {
+        const struct store_snapshot *snapshot = entry->snapshot;
+        if (snapshot == NULL || snapshot->segment_id != segment_id) {
+            continue;
+        }
+        if (out != NULL) {
+            store_hint_entry_encode(out + length, entry, snapshot);
+        }
+        length += STORE_HINT_ENTRY_BYTES + entry->key_length;
+        (*count)++;
+    }
+    RM_ASSERT(length >= STORE_HINT_HEADER_BYTES);
+    return length;
+}
+
+static int store_hint_build(struct store_shard *shard, struct store_segment *segment)
+{
+    uint32_t count = 0;
+    uint64_t length = store_hint_collect(shard, segment->id, NULL, &count);
+    if (length > UINT32_MAX) {
+        return -EFBIG;
+    }
+    uint8_t *buffer = rm_malloc(length);
+    if (buffer == NULL) {
+        return -ENOMEM;
+    }
+    uint32_t filled = 0;
+    RM_ASSERT(store_hint_collect(shard, segment->id, buffer, &filled) == length);
+    RM_ASSERT(filled == count);
+    store_hint_put_u32(buffer, STORE_HINT_MAGIC);
+    store_hint_put_u32(buffer + 4, STORE_HINT_FORMAT);
+    store_hint_put_u32(buffer + 8, segment->id);
+    store_hint_put_u32(buffer + 12, count);
+    store_hint_put_u64(buffer + 16, segment->size);
+    store_hint_put_u32(buffer + 24, store_crc32c(0, buffer + STORE_HINT_HEADER_BYTES,
+                                                 length - STORE_HINT_HEADER_BYTES));
+    store_hint_put_u32(buffer + 28, store_crc32c(0, buffer, 28));
+    shard->hint.buffer = buffer;
+    shard->hint.length = (uint32_t)length;
+    shard->hint.written = 0;
+    return 0;
+}
+
+static void store_hint_submit(struct store_shard *shard);
+
+static void store_hint_end(struct store_shard *shard, bool success)
+{
+    struct store_hint_job *job = &shard->hint;
+    RM_ASSERT(job->segment != NULL);
+    job->segment->hinted = success;
+    job->segment->hint_failed = !success;
+    rm_free(job->buffer);
+    job->buffer = NULL;
+    job->segment = NULL;
+    job->stage = STORE_HINT_IDLE;
+}
+
+static void store_hint_callback(struct reactor_op *op, int result, uint32_t flags)
+{
+    struct store_shard *shard = op->context;
+    struct store_hint_job *job = &shard->hint;
+    (void)flags;
+    RM_ASSERT(shard->inflight > 0);
+    RM_ASSERT(job->segment != NULL);
+    shard->inflight--;
+    result = store_shard_fault(shard, result);
+    if (job->stage == STORE_HINT_CLOSING) {
+        store_hint_end(shard, job->written == job->length);
+        return;
+    }
+    if (result < 0) {
+        log_warn("store: cannot write a hint file; recovery will scan the segment instead",
+                 "file", job->segment->hint_path, "error", strerror(-result));
+        job->written = 0; /* marks the job failed once closed */
+        if (job->stage == STORE_HINT_OPENING) {
+            store_hint_end(shard, false);
+            return;
+        }
+        job->stage = STORE_HINT_CLOSING;
+    } else if (job->stage == STORE_HINT_OPENING) {
+        job->fd = result;
+        job->stage = STORE_HINT_WRITING;
+    } else if (job->stage == STORE_HINT_WRITING) {
+        job->written += (uint32_t)result;
+        if (result == 0) {
+            job->written = 0;
+            job->stage = STORE_HINT_CLOSING;
+        } else if (job->written == job->length) {
+            job->stage = STORE_HINT_SYNCING;
+        }
+    } else {
+        RM_ASSERT(job->stage == STORE_HINT_SYNCING);
+        job->stage = STORE_HINT_CLOSING;
+    }
+    store_hint_submit(shard);
+}
+
+static void store_hint_submit(struct store_shard *shard)
+{
+    struct store_hint_job *job = &shard->hint;
+    job->op = (struct reactor_op){.callback = store_hint_callback, .context = shard};
+    struct io_uring_sqe *sqe = reactor_sqe(shard->reactor, &job->op);
+    switch (job->stage) {
+    case STORE_HINT_OPENING:
+        io_uring_prep_openat(sqe, AT_FDCWD, job->segment->hint_path,
+                             O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+        break;
+    case STORE_HINT_WRITING:
+        io_uring_prep_write(sqe, job->fd, job->buffer + job->written, job->length - job->written,
+                            job->written);
+        break;
+    case STORE_HINT_SYNCING:
+        io_uring_prep_fsync(sqe, job->fd, IORING_FSYNC_DATASYNC);
+        break;
+    default:
+        RM_ASSERT(job->stage == STORE_HINT_CLOSING);
+        io_uring_prep_close(sqe, job->fd);
+        break;
+    }
+    shard->inflight++;
+}
+
+static bool store_hint_wanted(const struct store_shard *shard, const struct store_segment *segment)
+{
+    return segment->state == STORE_SEGMENT_SEALED && !segment->hinted && !segment->hint_failed &&
+           segment->pending_runs == 0 && !segment->dirty && segment->fd >= 0 &&
+           segment->written == segment->size && segment != shard->compaction.victim;
+}
+
+void store_hint_tick(struct store_shard *shard)
+{
+    store_shard_assert_owner(shard);
+    if (shard->hint.segment != NULL || shard->failed != 0) {
+        return;
+    }
+    for (uint32_t i = 0; i < shard->segment_count; i++) {
+        struct store_segment *segment = shard->segments[i];
+        if (!store_hint_wanted(shard, segment)) {
+            continue;
+        }
+        shard->hint.segment = segment;
+        if (store_hint_build(shard, segment) != 0) {
+            store_hint_end(shard, false);
+            return;
+        }
+        shard->hint.stage = STORE_HINT_OPENING;
+        store_hint_submit(shard);
+        return;
+    }
+}
+
+void store_hint_destroy(struct store_shard *shard)
+{
+    RM_ASSERT(shard != NULL);
+    RM_ASSERT(shard->hint.segment == NULL || shard->leak_batches);
+    if (shard->hint.segment == NULL) {
+        rm_free(shard->hint.buffer);
+        shard->hint.buffer = NULL;
+    }
+}

@@ -1,0 +1,115 @@
+#ifndef RM_STORE_INDEX_H
+#define RM_STORE_INDEX_H
+
+/* The shard's in-memory index: a Concurrency Kit ck_hs in SPMC|OBJECT mode mapping a full
+ * key to its entry. Only the owner reactor inserts; every reactor looks up lock-free inside
+ * a ck_epoch section of its own epoch record.
+ *
+ * An entry is created once per key and lives until the shard closes (deleted keys keep a
+ * tombstone snapshot, which is what makes versions continue after delete + recreate). Its
+ * state is an immutable snapshot swapped by pointer: writers build a new snapshot, publish it
+ * with a release store, and retire the old one through ck_epoch_call; readers load it with
+ * an acquire load and may use it until their section ends. */
+
+#include <ck_epoch.h>
+#include <ck_hs.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "store/store.h"
+
+/* Keys per shard; the load factor of ck_hs is 0.5, so the table peaks at twice this. */
+#define STORE_INDEX_KEYS_MAX (1u << 22)
+#define STORE_INDEX_CAPACITY_INITIAL 1024u
+_Static_assert(STORE_INDEX_CAPACITY_INITIAL <= STORE_INDEX_KEYS_MAX, "initial within bound");
+
+/* ThreadSanitizer cannot see the ordering that ck_hs and ck_epoch provide (libck is not
+ * instrumented and relies on fences), so the store tells it explicitly: entries are released
+ * before insertion and acquired on lookup; reader sections release at their end and
+ * reclamation acquires. Compiled away outside TSan builds. */
+#if defined(__SANITIZE_THREAD__)
+#define STORE_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define STORE_TSAN 1
+#endif
+#endif
+#ifdef STORE_TSAN
+#include <sanitizer/tsan_interface.h>
+#define STORE_TSAN_RELEASE(address) __tsan_release((void *)(address))
+#define STORE_TSAN_ACQUIRE(address) __tsan_acquire((void *)(address))
+#else
+#define STORE_TSAN_RELEASE(address) ((void)(address))
+#define STORE_TSAN_ACQUIRE(address) ((void)(address))
+#endif
+
+struct store_snapshot {
+    ck_epoch_entry_t epoch_entry;
+    uint64_t version;
+    uint64_t expiry_unix_ns; /* 0 = never */
+    uint64_t offset;         /* of the record in its segment */
+    uint32_t segment_id;
+    uint32_t record_length;
+    uint32_t value_length;
+    uint8_t type;   /* enum store_record_type */
+    bool cached;    /* value[] holds the value */
+    uint8_t value[];
+};
+
+struct store_entry {
+    struct store_snapshot *snapshot; /* NULL: never written durably (an undone insert) */
+    uint64_t hash;
+    const uint8_t *key;
+    uint16_t key_length;
+    /* Owner-only: the write-back cache's FIFO of entries whose snapshot holds the value. */
+    bool cache_listed;
+    struct store_entry *cache_previous;
+    struct store_entry *cache_next;
+    uint8_t key_storage[];
+};
+
+struct store_index {
+    ck_hs_t set;
+    uint32_t count;
+};
+
+uint64_t store_index_hash(const uint8_t *key, size_t length);
+
+/* Sets the calling thread's epoch record, used to defer frees of ck_hs's replaced tables.
+ * The owner calls it on its thread before writing. */
+void store_index_writer_set(ck_epoch_record_t *record);
+
+int store_index_init(struct store_index *index);
+/* Frees every entry and snapshot; no reader may be active. */
+void store_index_destroy(struct store_index *index);
+
+/* Any thread, inside an epoch section. */
+struct store_entry *store_index_find(struct store_index *index, const uint8_t *key,
+                                     uint16_t key_length, uint64_t hash);
+/* Owner only: adds an entry without a snapshot. Returns NULL when full (-ENOSPC) or out of
+ * memory; the caller reports which from store_index_full(). */
+struct store_entry *store_index_insert(struct store_index *index, const uint8_t *key,
+                                       uint16_t key_length, uint64_t hash);
+bool store_index_full(const struct store_index *index);
+
+struct store_snapshot *store_index_load(const struct store_entry *entry);
+void store_index_publish(struct store_entry *entry, struct store_snapshot *snapshot);
+
+/* value_length bytes of value[] when cached is true, none otherwise. */
+struct store_snapshot *store_index_snapshot_create(const struct store_snapshot *fields,
+                                                   const uint8_t *value, bool cached);
+void store_index_snapshot_free(struct store_snapshot *snapshot);
+/* Frees the snapshot once no reader can hold it; owner, inside its epoch section. */
+void store_index_retire(ck_epoch_record_t *record, struct store_snapshot *snapshot);
+
+void store_index_section_begin(ck_epoch_record_t *record);
+void store_index_section_end(ck_epoch_record_t *record);
+
+/* Iterates every entry; `spmc` for readers that are not the owner. */
+bool store_index_next(struct store_index *index, ck_hs_iterator_t *iterator,
+                      struct store_entry **entry, bool spmc);
+
+/* True when the snapshot is a live value (not a tombstone, not expired at now). */
+bool store_index_live(const struct store_snapshot *snapshot, uint64_t now_unix_ns);
+
+#endif

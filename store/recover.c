@@ -1,0 +1,337 @@
+#include "store/recover.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "core/alloc.h"
+#include "core/log.h"
+#include "core/rm_assert.h"
+#include "store/hint.h"
+#include "store/record.h"
+#include "store/segment.h"
+
+struct store_recover_context {
+    struct store_shard *shard;
+    struct store_segment *segment;
+    uint64_t records;
+};
+
+/* Later wins: a higher version, or the same version at a later place (a compaction copy). */
+static bool store_recover_newer(const struct store_snapshot *candidate,
+                                const struct store_snapshot *current)
+{
+    if (candidate->version != current->version) {
+        return candidate->version > current->version;
+    }
+    if (candidate->segment_id != current->segment_id) {
+        return candidate->segment_id > current->segment_id;
+    }
+    return candidate->offset > current->offset;
+}
+
+static int store_recover_apply(struct store_shard *shard, const struct store_snapshot *fields,
+                               const uint8_t *key, uint16_t key_length, const uint8_t *value)
+{
+    uint64_t hash = store_index_hash(key, key_length);
+    if (store_shard_for_hash(hash, shard->store->shard_count) != shard->index) {
+        return 0; /* not this shard's key: only a foreign file in the directory does this */
+    }
+    struct store_entry *entry = store_index_find(&shard->keys, key, key_length, hash);
+    if (entry == NULL) {
+        entry = store_index_insert(&shard->keys, key, key_length, hash);
+        if (entry == NULL) {
+            return store_index_full(&shard->keys) ? -ENOSPC : -ENOMEM;
+        }
+    }
+    struct store_snapshot *current = entry->snapshot;
+    if (current != NULL && !store_recover_newer(fields, current)) {
+        return 0;
+    }
+    bool cached = value != NULL && (shard->cache_bytes + fields->value_length <=
+                                    shard->cache_limit);
+    struct store_snapshot *snapshot = store_index_snapshot_create(fields, value, cached);
+    if (snapshot == NULL) {
+        return -ENOMEM;
+    }
+    struct store_snapshot *previous = store_shard_swap(shard, entry, snapshot);
+    if (previous != NULL) {
+        store_index_snapshot_free(previous); /* no reader runs before setup ends */
+    }
+    return 0;
+}
+
+static int store_recover_record(void *context, const struct store_record *record,
+                                uint64_t offset, uint32_t length)
+{
+    struct store_recover_context *recover = context;
+    struct store_snapshot fields = {
+        .version = record->version,
+        .expiry_unix_ns = record->expiry_unix_ns,
+        .offset = offset,
+        .segment_id = recover->segment->id,
+        .record_length = length,
+        .value_length = record->value_length,
+        .type = (uint8_t)record->type,
+    };
+    recover->records++;
+    return store_recover_apply(recover->shard, &fields, record->key, record->key_length,
+                               record->value);
+}
+
+static int store_recover_hint_entry(void *context, const struct store_hint_entry *entry)
+{
+    struct store_recover_context *recover = context;
+    struct store_snapshot fields = {
+        .version = entry->version,
+        .expiry_unix_ns = entry->expiry_unix_ns,
+        .offset = entry->offset,
+        .segment_id = recover->segment->id,
+        .record_length = entry->record_length,
+        .value_length = entry->value_length,
+        .type = (uint8_t)entry->type,
+    };
+    recover->records++;
+    return store_recover_apply(recover->shard, &fields, entry->key, entry->key_length, NULL);
+}
+
+/* Reads a whole file; *image is NULL for an empty file. */
+static int store_recover_read(int fd, uint64_t length, uint8_t **image)
+{
+    *image = NULL;
+    if (length == 0) {
+        return 0;
+    }
+    uint8_t *buffer = rm_malloc(length);
+    if (buffer == NULL) {
+        return -ENOMEM;
+    }
+    uint64_t done = 0;
+    while (done < length) {
+        ssize_t got = pread(fd, buffer + done, length - done, (off_t)done);
+        if (got <= 0) {
+            int error = got < 0 ? -errno : -EIO;
+            rm_free(buffer);
+            return error;
+        }
+        done += (uint64_t)got;
+    }
+    *image = buffer;
+    return 0;
+}
+
+static void store_recover_truncate(struct store_shard *shard, struct store_segment *segment,
+                                   uint64_t good, uint64_t size, int reason)
+{
+    char offset[32];
+    char dropped[32];
+    snprintf(offset, sizeof(offset), "%llu", (unsigned long long)good);
+    snprintf(dropped, sizeof(dropped), "%llu", (unsigned long long)(size - good));
+    log_warn("store: torn or corrupt segment tail cut at the last good record (a crash during "
+             "a write does this; acknowledged sync writes are never in the cut part)",
+             "file", segment->path, "offset", offset, "bytes_dropped", dropped, "reason",
+             reason == STORE_RECORD_SHORT ? "short record" : "bad record (CRC or header)");
+    if (ftruncate(segment->fd, (off_t)good) != 0 || fdatasync(segment->fd) != 0) {
+        log_error("store: cannot truncate a damaged segment; its tail is ignored in memory "
+                  "but stays on disk", "file", segment->path, "error", strerror(errno));
+    }
+    store_stats_add(&shard->store->stats, shard->index, shard->store->stats.bytes_truncated,
+                    (int64_t)(size - good));
+}
+
+static int store_recover_scan(struct store_recover_context *recover, uint64_t size)
+{
+    struct store_segment *segment = recover->segment;
+    uint8_t *image = NULL;
+    int result = store_recover_read(segment->fd, size, &image);
+    if (result != 0) {
+        log_error("store: cannot read a segment at recovery", "file", segment->path, "error",
+                  strerror(-result));
+        return result;
+    }
+    int reason = 0;
+    uint64_t good = store_record_scan(image, size, store_recover_record, recover, &reason);
+    rm_free(image);
+    if (reason != 0 && reason != STORE_RECORD_SHORT && reason != STORE_RECORD_CORRUPT) {
+        return reason; /* the index refused: out of memory or full */
+    }
+    if (good < size) {
+        store_recover_truncate(recover->shard, segment, good, size, reason);
+    }
+    segment->size = good;
+    segment->written = good;
+    return 0;
+}
+
+static int store_recover_hint(struct store_recover_context *recover, uint64_t size)
+{
+    struct store_segment *segment = recover->segment;
+    int fd = open(segment->hint_path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        return -ENOENT;
+    }
+    struct stat status;
+    uint8_t *image = NULL;
+    int result = fstat(fd, &status) != 0 ? -errno : 0;
+    if (result == 0 && (uint64_t)status.st_size > size + STORE_HINT_HEADER_BYTES) {
+        result = -EBADMSG; /* larger than any hint of this segment can be */
+    }
+    if (result == 0) {
+        result = store_recover_read(fd, (uint64_t)status.st_size, &image);
+    }
+    close(fd);
+    if (result == 0) {
+        result = store_hint_parse(image, (size_t)status.st_size, segment->id, size,
+                                  store_recover_hint_entry, recover);
+    }
+    rm_free(image);
+    if (result == -EBADMSG) {
+        log_warn("store: invalid hint file; scanning its segment instead", "file",
+                 segment->hint_path);
+    }
+    return result;
+}
+
+static int store_recover_compare_ids(const void *left, const void *right)
+{
+    uint32_t a = *(const uint32_t *)left;
+    uint32_t b = *(const uint32_t *)right;
+    return (a > b) - (a < b);
+}
+
+/* Lists the segment ids in the shard directory, ascending. */
+static int store_recover_list(struct store_shard *shard, uint32_t *ids, uint32_t *count)
+{
+    DIR *directory = opendir(shard->directory);
+    if (directory == NULL) {
+        return -errno;
+    }
+    *count = 0;
+    int result = 0;
+    struct dirent *item;
+    while ((item = readdir(directory)) != NULL) {
+        uint32_t id = 0;
+        if (!store_segment_parse_name(item->d_name, &id)) {
+            continue;
+        }
+        if (*count == STORE_SEGMENTS_MAX) {
+            log_error("store: more segment files than a shard may hold", "directory",
+                      shard->directory);
+            result = -ENOSPC;
+            break;
+        }
+        ids[(*count)++] = id;
+    }
+    closedir(directory);
+    qsort(ids, *count, sizeof(ids[0]), store_recover_compare_ids);
+    return result;
+}
+
+static int store_recover_segment(struct store_shard *shard, uint32_t id, bool last,
+                                 uint64_t *records)
+{
+    struct store_segment *segment = store_segment_new(shard, id);
+    if (segment == NULL) {
+        return -ENOMEM;
+    }
+    int result = store_shard_segment_add(shard, segment);
+    RM_ASSERT(result == 0);
+    segment->state = STORE_SEGMENT_SEALED;
+    segment->directory_synced = true;
+    segment->fd = open(segment->path, O_RDWR | O_CLOEXEC);
+    struct stat status;
+    if (segment->fd < 0 || fstat(segment->fd, &status) != 0) {
+        int error = errno;
+        log_error("store: cannot open a segment at recovery; check permissions", "file",
+                  segment->path, "error", strerror(error));
+        return -error;
+    }
+    struct store_recover_context recover = {.shard = shard, .segment = segment};
+    uint64_t size = (uint64_t)status.st_size;
+    result = last ? -ENOENT : store_recover_hint(&recover, size);
+    if (result == 0) {
+        segment->size = size;
+        segment->written = size;
+        segment->hinted = true;
+    } else if (result == -ENOENT || result == -EBADMSG || result == -EIO) {
+        result = store_recover_scan(&recover, size);
+    }
+    *records += recover.records;
+    return result;
+}
+
+static int store_recover_directory(struct store_shard *shard)
+{
+    const char *root = shard->store->config.data_dir;
+    if (mkdir(root, 0755) != 0 && errno != EEXIST) {
+        int error = errno;
+        log_error("store: cannot create data_dir", "path", root, "error", strerror(error));
+        return -error;
+    }
+    if (mkdir(shard->directory, 0755) != 0 && errno != EEXIST) {
+        int error = errno;
+        log_error("store: cannot create the shard directory", "path", shard->directory,
+                  "error", strerror(error));
+        return -error;
+    }
+    shard->directory_fd = open(shard->directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    return shard->directory_fd < 0 ? -errno : 0;
+}
+
+/* The first segment of an empty shard, created and made durable before serving. */
+static int store_recover_first_segment(struct store_shard *shard)
+{
+    struct store_segment *segment = store_segment_new(shard, 1);
+    if (segment == NULL) {
+        return -ENOMEM;
+    }
+    int result = store_shard_segment_add(shard, segment);
+    RM_ASSERT(result == 0);
+    segment->fd = open(segment->path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (segment->fd < 0 || fsync(shard->directory_fd) != 0) {
+        int error = errno;
+        log_error("store: cannot create a segment file", "file", segment->path, "error",
+                  strerror(error));
+        return -error;
+    }
+    segment->directory_synced = true;
+    return 0;
+}
+
+int store_recover(struct store_shard *shard)
+{
+    store_shard_assert_owner(shard);
+    RM_ASSERT(shard->segment_count == 0);
+    int result = store_recover_directory(shard);
+    uint32_t *ids = rm_malloc(STORE_SEGMENTS_MAX * sizeof(*ids));
+    uint32_t count = 0;
+    if (ids == NULL) {
+        return -ENOMEM;
+    }
+    if (result == 0) {
+        result = store_recover_list(shard, ids, &count);
+    }
+    uint64_t records = 0;
+    for (uint32_t i = 0; i < count && result == 0; i++) {
+        result = store_recover_segment(shard, ids[i], i + 1 == count, &records);
+    }
+    rm_free(ids);
+    if (result == 0 && count == 0) {
+        result = store_recover_first_segment(shard);
+    }
+    if (result != 0) {
+        return result;
+    }
+    shard->active = shard->segments[shard->segment_count - 1];
+    shard->active->state = STORE_SEGMENT_ACTIVE;
+    shard->next_segment_id = shard->active->id + 1;
+    store_stats_add(&shard->store->stats, shard->index, shard->store->stats.records_recovered,
+                    (int64_t)records);
+    RM_ASSERT(shard->active->size == shard->active->written);
+    return 0;
+}

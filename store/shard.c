@@ -1,0 +1,349 @@
+#include "store/shard.h"
+
+#include <errno.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "core/alloc.h"
+#include "core/log.h"
+#include "core/rm_assert.h"
+#include "store/cache.h"
+#include "store/commit.h"
+#include "store/compact.h"
+#include "store/hint.h"
+#include "store/read.h"
+#include "store/recover.h"
+#include "store/write.h"
+
+struct store_shard *store_shard_current(struct store *store)
+{
+    struct reactor *reactor = reactor_current();
+    RM_ASSERT(reactor != NULL); /* the store is used from reactor threads only */
+    uint32_t index = reactor_index(reactor);
+    RM_ASSERT(index < store->shard_count);
+    return store->shards[index];
+}
+
+void store_shard_assert_owner(const struct store_shard *shard)
+{
+    RM_ASSERT(shard != NULL);
+    RM_ASSERT(shard->reactor == reactor_current());
+}
+
+uint64_t store_shard_unix_ns(void)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    return (uint64_t)now.tv_sec * 1000000000ull + (uint64_t)now.tv_nsec;
+}
+
+struct store_segment *store_shard_segment(struct store_shard *shard, uint32_t id)
+{
+    RM_ASSERT(shard->segment_count <= STORE_SEGMENTS_MAX);
+    if (shard->active != NULL && shard->active->id == id) {
+        return shard->active;
+    }
+    uint32_t low = 0;
+    uint32_t high = shard->segment_count;
+    while (low < high) {
+        uint32_t middle = low + (high - low) / 2;
+        if (shard->segments[middle]->id < id) {
+            low = middle + 1;
+        } else {
+            high = middle;
+        }
+    }
+    if (low < shard->segment_count && shard->segments[low]->id == id) {
+        return shard->segments[low];
+    }
+    return NULL;
+}
+
+int store_shard_segment_add(struct store_shard *shard, struct store_segment *segment)
+{
+    RM_ASSERT(segment->shard == shard);
+    if (shard->segment_count >= STORE_SEGMENTS_MAX) {
+        return -ENOSPC;
+    }
+    /* Ids only grow, so a new segment goes last. */
+    RM_ASSERT(shard->segment_count == 0 ||
+              shard->segments[shard->segment_count - 1]->id < segment->id);
+    shard->segments[shard->segment_count++] = segment;
+    return 0;
+}
+
+void store_shard_segment_remove(struct store_shard *shard, struct store_segment *segment)
+{
+    RM_ASSERT(segment != shard->active);
+    for (uint32_t i = 0; i < shard->segment_count; i++) {
+        if (shard->segments[i] == segment) {
+            memmove(&shard->segments[i], &shard->segments[i + 1],
+                    (shard->segment_count - i - 1) * sizeof(shard->segments[0]));
+            shard->segment_count--;
+            return;
+        }
+    }
+    RM_ASSERT(!"segment not in its shard's table");
+}
+
+struct store_snapshot *store_shard_swap(struct store_shard *shard, struct store_entry *entry,
+                                        struct store_snapshot *snapshot)
+{
+    struct store_snapshot *previous = entry->snapshot; /* the owner is the only writer */
+    RM_ASSERT(previous != snapshot);
+    store_index_publish(entry, snapshot);
+    if (previous != NULL) {
+        struct store_segment *segment = store_shard_segment(shard, previous->segment_id);
+        RM_ASSERT(segment != NULL && segment->live_bytes >= previous->record_length);
+        segment->live_bytes -= previous->record_length;
+    }
+    if (snapshot != NULL) {
+        struct store_segment *segment = store_shard_segment(shard, snapshot->segment_id);
+        RM_ASSERT(segment != NULL);
+        segment->live_bytes += snapshot->record_length;
+    }
+    store_cache_note(shard, entry, previous, snapshot);
+    return previous;
+}
+
+int store_shard_fault(struct store_shard *shard, int result)
+{
+    struct store *store = shard->store;
+    uint32_t countdown = __atomic_load_n(&store->fault_countdown, __ATOMIC_RELAXED);
+    while (countdown > 0) {
+        if (__atomic_compare_exchange_n(&store->fault_countdown, &countdown, countdown - 1,
+                                        false, __ATOMIC_RELAXED, __ATOMIC_RELAXED)) {
+            return countdown == 1 ? __atomic_load_n(&store->fault_error, __ATOMIC_RELAXED)
+                                  : result;
+        }
+    }
+    return result;
+}
+
+static void store_shard_list_append(struct store_request **head, struct store_request **tail,
+                                    struct store_request *request)
+{
+    RM_ASSERT(request->next == NULL);
+    if (*tail == NULL) {
+        *head = request;
+    } else {
+        (*tail)->next = request;
+    }
+    *tail = request;
+}
+
+static struct store_request *store_shard_list_pop(struct store_request **head,
+                                                  struct store_request **tail)
+{
+    struct store_request *request = *head;
+    if (request != NULL) {
+        *head = request->next;
+        if (*head == NULL) {
+            *tail = NULL;
+        }
+        request->next = NULL;
+    }
+    return request;
+}
+
+static void store_shard_reply_handler(struct reactor *target, struct reactor_message *message)
+{
+    struct store_request *request = message->pointer;
+    STORE_TSAN_ACQUIRE(request);
+    RM_ASSERT(request->origin == reactor_index(target));
+    store_shard_deliver(request->store->shards[request->origin], request);
+}
+
+void store_shard_finish(struct store_shard *shard, struct store_request *request)
+{
+    store_shard_assert_owner(shard);
+    RM_ASSERT(request->next == NULL);
+    if (request->origin == shard->index) {
+        store_shard_list_append(&shard->done_head, &shard->done_tail, request);
+        return;
+    }
+    struct reactor_message message = {.handler = store_shard_reply_handler, .pointer = request};
+    STORE_TSAN_RELEASE(request);
+    if (shard->outbox_head != NULL || reactor_post(shard->reactor, request->origin, &message)) {
+        store_shard_list_append(&shard->outbox_head, &shard->outbox_tail, request);
+    }
+}
+
+static void store_shard_retry_outbox(struct store_shard *shard)
+{
+    while (shard->outbox_head != NULL) {
+        struct store_request *request = shard->outbox_head;
+        struct reactor_message message = {.handler = store_shard_reply_handler,
+                                          .pointer = request};
+        if (reactor_post(shard->reactor, request->origin, &message) != 0) {
+            return; /* still full: the next tick tries again */
+        }
+        store_shard_list_pop(&shard->outbox_head, &shard->outbox_tail);
+    }
+}
+
+void store_shard_execute(struct store_shard *shard, struct store_request *request)
+{
+    store_shard_assert_owner(shard);
+    RM_ASSERT(request->shard == shard->index);
+    if (request->operation == STORE_OPERATION_GET_MISS) {
+        store_cache_read(shard, request);
+    } else {
+        store_write_execute(shard, request);
+    }
+}
+
+static void store_shard_execute_handler(struct reactor *target, struct reactor_message *message)
+{
+    struct store_request *request = message->pointer;
+    STORE_TSAN_ACQUIRE(request);
+    RM_ASSERT(request->shard == reactor_index(target));
+    store_shard_execute(request->store->shards[request->shard], request);
+}
+
+int store_shard_dispatch(struct store *store, struct store_request *request)
+{
+    struct store_shard *here = store_shard_current(store);
+    RM_ASSERT(request->origin == here->index);
+    if (request->shard == here->index) {
+        store_shard_execute(here, request);
+        return 0;
+    }
+    struct reactor_message message = {.handler = store_shard_execute_handler,
+                                      .pointer = request};
+    STORE_TSAN_RELEASE(request);
+    return reactor_post(here->reactor, request->shard, &message);
+}
+
+static enum store_stats_operation store_shard_stats_operation(uint8_t operation)
+{
+    switch (operation) {
+    case STORE_OPERATION_GET:
+    case STORE_OPERATION_GET_MISS:
+        return STORE_STATS_GET;
+    case STORE_OPERATION_DELETE:
+        return STORE_STATS_DELETE;
+    default:
+        return STORE_STATS_PUT;
+    }
+}
+
+void store_shard_deliver(struct store_shard *shard, struct store_request *request)
+{
+    store_shard_assert_owner(shard);
+    RM_ASSERT(request->origin == shard->index);
+    if (request->operation == STORE_OPERATION_GET) {
+        store_read_resolve(shard, request);
+        return;
+    }
+    const struct store_stats *stats = &shard->store->stats;
+    enum store_stats_operation operation = store_shard_stats_operation(request->operation);
+    store_stats_operation(stats, shard->index, operation, request->result.status);
+    store_stats_observe(stats, shard->index,
+                        operation == STORE_STATS_GET ? stats->read_latency : stats->write_latency,
+                        reactor_clock_ns() - request->started_ns);
+    /* The callback may reuse the request at once: take what the store still owns first. */
+    uint8_t *owned = request->owned_value;
+    request->owned_value = NULL;
+    request->callback(request, &request->result);
+    rm_free(owned);
+}
+
+static void store_shard_deliver_done(struct store_shard *shard)
+{
+    for (uint32_t delivered = 0; delivered < STORE_DONE_BATCH; delivered++) {
+        struct store_request *request = store_shard_list_pop(&shard->done_head, &shard->done_tail);
+        if (request == NULL) {
+            return;
+        }
+        store_shard_deliver(shard, request);
+    }
+}
+
+static void store_shard_publish_gauges(struct store_shard *shard)
+{
+    uint64_t total = 0;
+    uint64_t live = 0;
+    for (uint32_t i = 0; i < shard->segment_count; i++) {
+        total += shard->segments[i]->size;
+        live += shard->segments[i]->live_bytes;
+    }
+    RM_ASSERT(live <= total);
+    const struct store_stats *stats = &shard->store->stats;
+    store_stats_set(stats, shard->index, stats->gauges[STORE_STATS_LIVE_BYTES], (int64_t)live);
+    store_stats_set(stats, shard->index, stats->gauges[STORE_STATS_DEAD_BYTES],
+                    (int64_t)(total - live));
+    store_stats_set(stats, shard->index, stats->gauges[STORE_STATS_SEGMENTS],
+                    shard->segment_count);
+}
+
+static void store_shard_tick(struct reactor *reactor, void *context)
+{
+    struct store_shard *shard = context;
+    RM_ASSERT(shard->reactor == reactor);
+    RM_ASSERT(shard->open);
+    store_shard_retry_outbox(shard);
+    store_shard_deliver_done(shard);
+    store_commit_tick(shard);
+    store_hint_tick(shard);
+    store_compact_tick(shard);
+    store_cache_evict(shard);
+    store_shard_publish_gauges(shard);
+    ck_epoch_poll(shard->epoch_record);
+}
+
+int store_shard_open(struct store *store, struct reactor *reactor)
+{
+    RM_ASSERT(reactor == reactor_current());
+    uint32_t index = reactor_index(reactor);
+    RM_ASSERT(index < store->shard_count);
+    struct store_shard *shard = store->shards[index];
+    RM_ASSERT(!shard->open && shard->reactor == NULL);
+    shard->reactor = reactor;
+    store_index_writer_set(shard->epoch_record);
+    uint64_t started_ns = reactor_clock_ns();
+    int result = store_commit_init(shard);
+    if (result == 0) {
+        result = store_compact_init(shard);
+    }
+    if (result == 0) {
+        result = store_recover(shard);
+    }
+    if (result != 0) {
+        return result;
+    }
+    store_stats_observe(&store->stats, index, store->stats.recovery_seconds,
+                        reactor_clock_ns() - started_ns);
+    reactor_slot_set(reactor, REACTOR_SLOT_STORE, shard);
+    reactor_hook_add(reactor, (struct reactor_hook){.run = store_shard_tick, .context = shard});
+    shard->open = true;
+    return 0;
+}
+
+bool store_shard_busy(struct store *store, struct reactor *reactor)
+{
+    struct store_shard *shard = store->shards[reactor_index(reactor)];
+    RM_ASSERT(shard->reactor == reactor);
+    if (!shard->open) {
+        return false;
+    }
+    return !store_commit_idle(shard) || shard->done_head != NULL ||
+           shard->outbox_head != NULL || shard->inflight > 0;
+}
+
+void store_shard_close(struct store *store, struct reactor *reactor)
+{
+    struct store_shard *shard = store->shards[reactor_index(reactor)];
+    store_shard_assert_owner(shard);
+    if (!shard->open) {
+        return;
+    }
+    if (shard->done_head != NULL || shard->outbox_head != NULL || shard->inflight > 0) {
+        log_warn("store: shard closed before its work drained (drain timeout); unanswered "
+                 "requests are dropped, acknowledged writes are flushed",
+                 "directory", shard->directory);
+    }
+    shard->leak_batches = !store_commit_close(shard);
+    shard->open = false;
+}

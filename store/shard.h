@@ -1,0 +1,213 @@
+#ifndef RM_STORE_SHARD_H
+#define RM_STORE_SHARD_H
+
+/* The store's internal structures, shared by the store/ modules: the store, its shards, their
+ * segment files, group-commit batches, hint job and compaction state. Only the owner reactor
+ * touches a shard's fields, except `index` (lock-free readers) and `epoch_record` (owned by
+ * whichever reactor has the same index: one reactor, one shard, one record). */
+
+#include <ck_epoch.h>
+#include <linux/time_types.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "core/config.h"
+#include "core/reactor.h"
+#include "store/index.h"
+#include "store/record.h"
+#include "store/stats.h"
+#include "store/store.h"
+
+#define STORE_PATH_MAX (CONFIG_PATH_MAX + 64)
+#define STORE_SEGMENTS_MAX 1024u        /* per shard, sealed and active */
+#define STORE_BATCH_BYTES (4u << 20)    /* group-commit buffer, plus one largest record */
+#define STORE_BATCH_RECORDS_MAX 8192u   /* records per batch (the undo log's size) */
+#define STORE_BATCH_RUNS_MAX 2u         /* a batch spans at most one segment roll */
+#define STORE_BATCH_SYNCS_MAX 8u        /* fdatasyncs per batch: dirty segments + directory */
+#define STORE_COMPACT_SLICE_BYTES (256u << 10) /* read per tick by compaction */
+#define STORE_SEGMENT_BYTES_MIN 4096u
+#define STORE_DONE_BATCH 4096u          /* completions delivered per tick */
+
+_Static_assert(STORE_BATCH_RUNS_MAX + 2 <= STORE_BATCH_SYNCS_MAX,
+               "a sync batch fsyncs its runs' segments, the previous one and the directory");
+_Static_assert(STORE_BATCH_RECORDS_MAX * (STORE_RECORD_HEADER_BYTES + 1) <= STORE_BATCH_BYTES,
+               "a batch of the smallest records fills its undo log before its buffer");
+
+enum store_segment_state {
+    STORE_SEGMENT_OPENING, /* async openat in flight */
+    STORE_SEGMENT_ACTIVE,  /* appended to */
+    STORE_SEGMENT_SEALED,  /* full; its hint is written once its data is durable */
+    STORE_SEGMENT_DELETING, /* compacted away: unlink and close in flight */
+};
+
+struct store_shard;
+
+struct store_segment {
+    struct store_shard *shard;
+    uint32_t id;
+    int fd;
+    enum store_segment_state state;
+    uint64_t size;       /* bytes assigned to records, written or still in a batch */
+    uint64_t written;    /* bytes the kernel accepted */
+    uint64_t live_bytes; /* bytes of records the index points at */
+    uint32_t pending_runs;
+    uint32_t reads;        /* reads in flight on fd */
+    uint32_t deletes;      /* unlinks in flight */
+    bool dirty;            /* written since its last fdatasync */
+    bool directory_synced; /* its directory entry is durable */
+    bool hinted;           /* its hint file is durable */
+    bool hint_failed;      /* writing its hint failed: recovery scans it instead */
+    bool compact_refused;  /* compaction met a bad record: the segment stays as it is */
+    struct reactor_op op;
+    struct reactor_op unlink_op;
+    char path[STORE_PATH_MAX];
+    char hint_path[STORE_PATH_MAX];
+};
+
+struct store_batch;
+
+struct store_batch_run {
+    struct store_batch *batch;
+    struct store_segment *segment;
+    uint64_t file_offset;
+    uint32_t buffer_offset;
+    uint32_t length;
+    struct reactor_op op;
+};
+
+struct store_batch_sync {
+    struct store_batch *batch;
+    struct store_segment *segment; /* NULL: the shard's directory */
+    struct reactor_op op;
+};
+
+/* Undo log row: what to restore if the batch never reaches the disk. */
+struct store_undo {
+    struct store_entry *entry;
+    struct store_snapshot *previous;
+};
+
+struct store_batch {
+    struct store_shard *shard;
+    uint8_t *buffer;
+    uint32_t used;
+    uint32_t capacity;
+    uint32_t run_count;
+    uint32_t sync_count;
+    uint32_t undo_count;
+    uint32_t ops_pending;
+    int error;
+    bool sync; /* ends with fdatasync: a sync write, a roll, compaction or the async timer */
+    uint64_t sequence;
+    uint64_t started_ns;
+    struct store_request *waiters_head;
+    struct store_request *waiters_tail;
+    struct store_undo *undo;
+    struct store_batch_run runs[STORE_BATCH_RUNS_MAX];
+    struct store_batch_sync syncs[STORE_BATCH_SYNCS_MAX];
+};
+
+struct store_hint_job {
+    struct store_segment *segment; /* NULL: idle */
+    int stage;
+    uint8_t *buffer;
+    uint32_t length;
+    uint32_t written;
+    int fd;
+    struct reactor_op op;
+};
+
+struct store_compaction {
+    struct store_segment *victim; /* NULL: idle */
+    uint64_t offset;              /* next victim byte to process */
+    uint8_t *buffer;
+    uint32_t capacity;
+    bool reading;
+    bool grow;              /* the next record is longer than a slice: read up to capacity */
+    bool draining;          /* every record moved; waiting for them to be durable */
+    uint64_t wait_sequence; /* the batch that holds the last moved record */
+    struct reactor_op op;
+};
+
+struct store_shard {
+    struct store *store;
+    struct reactor *reactor;
+    uint32_t index;
+    bool open;
+    int failed; /* 0, or the disk error after which writes are refused */
+    ck_epoch_record_t *epoch_record;
+    struct store_index keys;
+    char directory[STORE_PATH_MAX];
+    int directory_fd;
+    struct store_segment *segments[STORE_SEGMENTS_MAX]; /* sorted by id */
+    uint32_t segment_count;
+    struct store_segment *active;
+    uint32_t next_segment_id;
+    struct store_batch batches[2];
+    struct store_batch *filling;
+    struct store_batch *flushing; /* NULL: no flush in flight */
+    uint64_t next_sequence;
+    uint64_t synced_sequence;    /* every batch up to it is written and fdatasynced */
+    uint64_t unsynced_since_ns;  /* written but not yet fdatasynced (async); 0: none */
+    bool timer_armed;
+    struct __kernel_timespec timer_interval;
+    struct reactor_op timer_op;
+    uint64_t cache_bytes;
+    uint64_t cache_limit;
+    struct store_entry *cache_head;
+    struct store_entry *cache_tail;
+    struct store_request *done_head; /* completions for requests that started here */
+    struct store_request *done_tail;
+    struct store_request *outbox_head; /* replies whose mailbox was full */
+    struct store_request *outbox_tail;
+    uint32_t inflight; /* io_uring operations not yet completed */
+    uint64_t record_max;
+    struct store_hint_job hint;
+    struct store_compaction compaction;
+    bool leak_batches; /* closed with a batch in flight: the kernel may still read it */
+};
+
+struct store {
+    struct config config;
+    uint32_t shard_count;
+    uint64_t record_max; /* header + longest key + max_value_bytes */
+    struct store_stats stats;
+    ck_epoch_t epoch;
+    void *epoch_records_allocation;
+    ck_epoch_record_t *epoch_records;
+    struct store_shard *shards[STORE_SHARDS_MAX];
+    uint32_t fault_countdown; /* test hook: see store_fault_inject */
+    int fault_error;
+};
+
+/* Owner-side helpers shared by the modules (shard.c). */
+struct store_shard *store_shard_current(struct store *store);
+void store_shard_assert_owner(const struct store_shard *shard);
+struct store_segment *store_shard_segment(struct store_shard *shard, uint32_t id);
+int store_shard_segment_add(struct store_shard *shard, struct store_segment *segment);
+void store_shard_segment_remove(struct store_shard *shard, struct store_segment *segment);
+/* Publishes a snapshot for an entry and keeps live bytes and the cache in step; returns the
+ * replaced snapshot (the caller retires or frees it). */
+struct store_snapshot *store_shard_swap(struct store_shard *shard, struct store_entry *entry,
+                                        struct store_snapshot *snapshot);
+/* Completes a request: on this reactor in the next delivery, or by message to its origin. */
+void store_shard_finish(struct store_shard *shard, struct store_request *request);
+/* Applies the fault-injection hook to a disk completion result. */
+int store_shard_fault(struct store_shard *shard, int result);
+uint64_t store_shard_unix_ns(void);
+/* Runs a request on its owner (this reactor's shard). */
+void store_shard_execute(struct store_shard *shard, struct store_request *request);
+/* Sends a request to its owner, or runs it here when this reactor owns it. Returns 0 or
+ * -EAGAIN when the owner's mailbox is full. */
+int store_shard_dispatch(struct store *store, struct store_request *request);
+/* Counts and calls back a finished request on its origin reactor. */
+void store_shard_deliver(struct store_shard *shard, struct store_request *request);
+
+static inline uint32_t store_shard_for_hash(uint64_t hash, uint32_t shards)
+{
+    /* The high half: the index's table uses the low bits, which would otherwise be
+     * correlated with the shard and leave buckets empty. */
+    return (uint32_t)((hash >> 32) % shards);
+}
+
+#endif

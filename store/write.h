@@ -1,0 +1,12 @@
+#ifndef RM_STORE_WRITE_H
+#define RM_STORE_WRITE_H
+
+/* Writes on the owner reactor: the compare-and-swap check, the record encoded into the
+ * group-commit batch, the new snapshot published, and the acknowledgement (at once for
+ * async namespaces, after the covering fdatasync for sync ones). */
+
+#include "store/shard.h"
+
+void store_write_execute(struct store_shard *shard, struct store_request *request);
+
+#endif
