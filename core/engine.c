@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 #include "core/alloc.h"
@@ -133,6 +134,7 @@ int rm_engine_create_file(const char *path, struct rm_engine **out, char *err, s
     int result = config_load(config, path, err, err_length) == 0
                      ? engine_create(config, out, err, err_length)
                      : -EINVAL;
+    explicit_bzero(config, sizeof(*config)); /* the admin token */
     rm_free(config);
     return result;
 }
@@ -149,6 +151,7 @@ int rm_engine_create_json(const char *json, struct rm_engine **out, char *err, s
     int result = config_parse(config, "<string>", json, strlen(json), err, err_length) == 0
                      ? engine_create(config, out, err, err_length)
                      : -EINVAL;
+    explicit_bzero(config, sizeof(*config)); /* the admin token */
     rm_free(config);
     return result;
 }

@@ -411,7 +411,11 @@ static void metrics_render_histogram(struct metrics_buffer *buffer,
                           family->name, series->labels, comma, cumulative);
             break;
         }
-        uint64_t bound = (uint64_t)(bucket % 9 + 1) * metrics_powers_of_ten[bucket / 9];
+        uint32_t multiplier = bucket % 9 + 1;
+        if (multiplier != 1 && multiplier != 2 && multiplier != 5) {
+            continue; /* exposed at 1-2-5 steps to keep scrapes small; kept finer inside */
+        }
+        uint64_t bound = (uint64_t)multiplier * metrics_powers_of_ten[bucket / 9];
         double le = (double)bound * (double)family->first_bucket * family->scale;
         metrics_print(buffer, METRICS_PREFIX "%s_bucket{%s%sle=\"%.9g\"} %" PRIu64 "\n",
                       family->name, series->labels, comma, le, cumulative);

@@ -14,7 +14,8 @@
  * Histograms use fixed log-linear buckets: 1..9 x 10^k of the base unit for k in
  * [0, METRICS_DECADES), plus +Inf. Values are recorded in the family's base unit (for
  * example nanoseconds) and rendered in the display unit (for example seconds) through
- * `scale` (display = value * scale). */
+ * `scale` (display = value * scale). /metrics shows the 1-2-5 steps of each decade (the counts
+ * at those bounds are exact); the finer buckets stay inside for percentile estimates. */
 
 #include <stddef.h>
 #include <stdint.h>

@@ -1,0 +1,689 @@
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "core/config.h"
+
+#define TEST_CONFIG_SECRET "s3cret-Value-do-not-print"
+
+static char test_config_err[CONFIG_ERROR_MAX];
+
+static int test_config_parse(struct config *config, const char *text)
+{
+    memset(test_config_err, 0, sizeof(test_config_err));
+    return config_parse(config, "test.json", text, strlen(text), test_config_err,
+                        sizeof(test_config_err));
+}
+
+/* Parses text, which must fail, and checks the whole message. */
+static void test_config_expect(const char *text, const char *expected)
+{
+    struct config config;
+    cr_assert_eq(test_config_parse(&config, text), -1, "accepted: %s", text);
+    cr_assert_str_eq(test_config_err, expected, "for %s\n got: %s\nwant: %s", text,
+                     test_config_err, expected);
+}
+
+static void test_config_expect_ok(struct config *config, const char *text)
+{
+    cr_assert_eq(test_config_parse(config, text), 0, "rejected %s: %s", text, test_config_err);
+    cr_assert_str_eq(test_config_err, "");
+}
+
+/* Writes content to a fresh temporary file; path receives its name. */
+static void test_config_write_file(char *path, size_t path_length, const char *content,
+                                   size_t length)
+{
+    snprintf(path, path_length, "/tmp/rm_test_config_XXXXXX");
+    int fd = mkstemp(path);
+    cr_assert_geq(fd, 0);
+    cr_assert_eq(write(fd, content, length), (ssize_t)length);
+    close(fd);
+}
+
+/* The repository root, from this file's path, so the example is found from any directory. */
+static void test_config_repo_path(char *out, size_t out_length, const char *relative)
+{
+    const char *self = __FILE__;
+    const char *tail = strstr(self, "tests/unit/test_config.c");
+    cr_assert_not_null(tail);
+    snprintf(out, out_length, "%.*s%s", (int)(tail - self), self, relative);
+}
+
+/* ---- defaults ---- */
+
+static void test_config_assert_defaults(const struct config *config)
+{
+    cr_assert_str_eq(config->listen_host, "127.0.0.1");
+    cr_assert_eq(config->listen_port, 8080);
+    cr_assert_eq(config->threads, 0);
+    cr_assert_str_eq(config->data_dir, "./ringmaster-data");
+    cr_assert_eq(config->limits.max_connections, 10000);
+    cr_assert_eq(config->limits.max_uri_bytes, 8192);
+    cr_assert_eq(config->limits.max_header_bytes, 16384);
+    cr_assert_eq(config->limits.max_headers, 64);
+    cr_assert_eq(config->limits.max_body_bytes, 1024 * 1024);
+    cr_assert_eq(config->limits.header_timeout_ms, 10000);
+    cr_assert_eq(config->limits.body_timeout_ms, 30000);
+    cr_assert_eq(config->limits.idle_timeout_ms, 60000);
+    cr_assert_eq(config->limits.drain_timeout_ms, 10000);
+    cr_assert_eq(config->limits.max_value_bytes, 1024 * 1024);
+    cr_assert_eq(config->durability.default_mode, CONFIG_DURABILITY_SYNC);
+    cr_assert_eq(config->durability.flush_interval_ms, 5);
+    cr_assert_eq(config->durability.namespace_count, 0);
+    cr_assert_eq(config->store.segment_bytes, 64ull * 1024 * 1024);
+    cr_assert_eq(config->store.cache_bytes, 256ull * 1024 * 1024);
+    cr_assert_eq(config->store.compact_dead_percent, 50);
+    cr_assert(config->store.require_precondition);
+    cr_assert_eq(config->log.level, CONFIG_LOG_INFO);
+    cr_assert_str_eq(config->log.file, "");
+    cr_assert_not(config->admin.token_set);
+    cr_assert_str_eq(config->admin.token, "");
+}
+
+Test(config_defaults, defaults_match_header)
+{
+    struct config config;
+    memset(&config, 0xa5, sizeof(config));
+    config_defaults(&config);
+    test_config_assert_defaults(&config);
+    cr_assert_str_eq(config.source, "<default>");
+}
+
+Test(config_defaults, empty_object_is_default)
+{
+    struct config config;
+    test_config_expect_ok(&config, "{}");
+    test_config_assert_defaults(&config);
+    cr_assert_str_eq(config.source, "test.json");
+    test_config_expect_ok(&config, " \n\t{ }\n");
+    test_config_assert_defaults(&config);
+}
+
+Test(config_defaults, example_file_is_default)
+{
+    char path[1024];
+    test_config_repo_path(path, sizeof(path), "examples/ringmaster.json");
+    struct config config;
+    char err[CONFIG_ERROR_MAX] = "";
+    cr_assert_eq(config_load(&config, path, err, sizeof(err)), 0, "%s", err);
+    test_config_assert_defaults(&config);
+    cr_assert_str_eq(config.source, path);
+}
+
+/* ---- every key ---- */
+
+Test(config_keys, top_level)
+{
+    struct config config;
+    test_config_expect_ok(&config, "{\"listen\": \"0.0.0.0:9000\", \"threads\": 64, "
+                                   "\"data_dir\": \"/var/lib/ringmaster\"}");
+    cr_assert_str_eq(config.listen_host, "0.0.0.0");
+    cr_assert_eq(config.listen_port, 9000);
+    cr_assert_eq(config.threads, 64);
+    cr_assert_str_eq(config.data_dir, "/var/lib/ringmaster");
+}
+
+Test(config_keys, limits)
+{
+    struct config config;
+    test_config_expect_ok(&config,
+                          "{\"limits\": {\"max_connections\": 1000000, \"max_uri_bytes\": 64,"
+                          " \"max_header_bytes\": 1048576, \"max_headers\": 128,"
+                          " \"max_body_bytes\": 1073741824, \"header_timeout_ms\": 1,"
+                          " \"body_timeout_ms\": 3600000, \"idle_timeout_ms\": 5,"
+                          " \"drain_timeout_ms\": 7, \"max_value_bytes\": 67108864}}");
+    const struct config_limits *limits = &config.limits;
+    cr_assert_eq(limits->max_connections, 1000000);
+    cr_assert_eq(limits->max_uri_bytes, 64);
+    cr_assert_eq(limits->max_header_bytes, 1048576);
+    cr_assert_eq(limits->max_headers, 128);
+    cr_assert_eq(limits->max_body_bytes, 1073741824ull);
+    cr_assert_eq(limits->header_timeout_ms, 1);
+    cr_assert_eq(limits->body_timeout_ms, 3600000);
+    cr_assert_eq(limits->idle_timeout_ms, 5);
+    cr_assert_eq(limits->drain_timeout_ms, 7);
+    cr_assert_eq(limits->max_value_bytes, 67108864);
+    test_config_expect_ok(&config, "{\"limits\": {\"max_body_bytes\": 0}}");
+    cr_assert_eq(config.limits.max_body_bytes, 0);
+}
+
+Test(config_keys, durability)
+{
+    struct config config;
+    test_config_expect_ok(&config, "{\"durability\": {\"default\": \"async\", "
+                                   "\"flush_interval_ms\": 10000, \"namespaces\": "
+                                   "{\"sessions\": \"sync\", \"cache.v-2_x\": \"async\"}}}");
+    cr_assert_eq(config.durability.default_mode, CONFIG_DURABILITY_ASYNC);
+    cr_assert_eq(config.durability.flush_interval_ms, 10000);
+    cr_assert_eq(config.durability.namespace_count, 2);
+    cr_assert_str_eq(config.durability.namespaces[0].name, "sessions");
+    cr_assert_eq(config_durability_of(&config, "sessions", 8), CONFIG_DURABILITY_SYNC);
+    cr_assert_eq(config_durability_of(&config, "cache.v-2_x", 11), CONFIG_DURABILITY_ASYNC);
+    cr_assert_eq(config_durability_of(&config, "other", 5), CONFIG_DURABILITY_ASYNC);
+    cr_assert_eq(config_durability_of(&config, "sessionsX", 8), CONFIG_DURABILITY_SYNC);
+    cr_assert_eq(config_durability_of(&config, "session", 7), CONFIG_DURABILITY_ASYNC);
+    cr_assert_eq(config_durability_of(&config, "", 0), CONFIG_DURABILITY_ASYNC);
+    cr_assert_eq(config_durability_of(&config, "sessions\0", 9), CONFIG_DURABILITY_ASYNC);
+}
+
+Test(config_keys, namespaces_at_limit)
+{
+    char text[8192];
+    size_t used = (size_t)snprintf(text, sizeof(text), "{\"durability\":{\"namespaces\":{");
+    for (int i = 0; i < CONFIG_NAMESPACES_MAX; i++) {
+        used += (size_t)snprintf(text + used, sizeof(text) - used, "%s\"ns%d\":\"async\"",
+                                 i > 0 ? "," : "", i);
+    }
+    snprintf(text + used, sizeof(text) - used, "}}}");
+    struct config config;
+    test_config_expect_ok(&config, text);
+    cr_assert_eq(config.durability.namespace_count, CONFIG_NAMESPACES_MAX);
+    cr_assert_eq(config_durability_of(&config, "ns63", 4), CONFIG_DURABILITY_ASYNC);
+    cr_assert_eq(config_durability_of(&config, "ns64", 4), CONFIG_DURABILITY_SYNC);
+}
+
+Test(config_keys, store_and_log)
+{
+    struct config config;
+    test_config_expect_ok(&config, "{\"store\": {\"segment_bytes\": 4294967296, "
+                                   "\"cache_bytes\": 1099511627776, \"compact_dead_percent\": 99,"
+                                   " \"require_precondition\": false},"
+                                   " \"log\": {\"level\": \"debug\", \"file\": \"/tmp/x.log\"}}");
+    cr_assert_eq(config.store.segment_bytes, 4294967296ull);
+    cr_assert_eq(config.store.cache_bytes, 1099511627776ull);
+    cr_assert_eq(config.store.compact_dead_percent, 99);
+    cr_assert_not(config.store.require_precondition);
+    cr_assert_eq(config.log.level, CONFIG_LOG_DEBUG);
+    cr_assert_str_eq(config.log.file, "/tmp/x.log");
+    test_config_expect_ok(&config, "{\"log\": {\"level\": \"error\", \"file\": \"\"}}");
+    cr_assert_eq(config.log.level, CONFIG_LOG_ERROR);
+    cr_assert_str_eq(config.log.file, "");
+    test_config_expect_ok(&config, "{\"log\": {\"level\": \"warn\"}}");
+    cr_assert_eq(config.log.level, CONFIG_LOG_WARN);
+}
+
+struct test_config_range {
+    const char *section;
+    const char *key;
+    unsigned long long minimum;
+    unsigned long long maximum;
+};
+
+/* Every integer key accepts its bounds and rejects one past each, with the same message. */
+Test(config_keys, integer_bounds)
+{
+    static const struct test_config_range ranges[] = {
+        {NULL, "threads", 0, 64},
+        {"limits", "max_connections", 1, 1000000},
+        {"limits", "max_header_bytes", 1024, 1048576},
+        {"limits", "max_headers", 1, 128},
+        {"limits", "max_body_bytes", 0, 1073741824},
+        {"limits", "header_timeout_ms", 1, 3600000},
+        {"limits", "body_timeout_ms", 1, 3600000},
+        {"limits", "idle_timeout_ms", 1, 3600000},
+        {"limits", "drain_timeout_ms", 1, 3600000},
+        {"limits", "max_value_bytes", 1, 67108864},
+        {"durability", "flush_interval_ms", 1, 10000},
+        {"store", "segment_bytes", 1048576, 4294967296},
+        {"store", "cache_bytes", 1048576, 1099511627776},
+        {"store", "compact_dead_percent", 1, 99},
+    };
+    for (size_t i = 0; i < sizeof(ranges) / sizeof(ranges[0]); i++) {
+        const struct test_config_range *range = &ranges[i];
+        unsigned long long probes[] = {range->minimum, range->maximum, range->minimum - 1,
+                                       range->maximum + 1};
+        for (size_t p = 0; p < 4; p++) {
+            if (p == 2 && range->minimum == 0) {
+                continue;
+            }
+            char text[256];
+            char path[96];
+            if (range->section == NULL) {
+                snprintf(text, sizeof(text), "{\n\"%s\": %llu}", range->key, probes[p]);
+                snprintf(path, sizeof(path), "%s", range->key);
+            } else {
+                /* A small max_uri_bytes keeps max_header_bytes' lower bound reachable. */
+                snprintf(text, sizeof(text), "{\"%s\": {%s\n\"%s\": %llu}}", range->section,
+                         strcmp(range->section, "limits") == 0 ? "\"max_uri_bytes\": 64," : "",
+                         range->key, probes[p]);
+                snprintf(path, sizeof(path), "%s.%s", range->section, range->key);
+            }
+            struct config config;
+            if (p < 2) {
+                test_config_expect_ok(&config, text);
+                continue;
+            }
+            char expected[CONFIG_ERROR_MAX];
+            snprintf(expected, sizeof(expected),
+                     "test.json:2: %s: must be an integer between %llu and %llu (got %llu)",
+                     path, range->minimum, range->maximum, probes[p]);
+            test_config_expect(text, expected);
+        }
+    }
+}
+
+/* ---- errors ---- */
+
+Test(config_errors, unknown_key_names_file_line_and_path)
+{
+    test_config_expect("{\n  \"limits\": {\n    \"max_connections\": 5,\n"
+                       "    \"max_hedaers\": 5\n  }\n}",
+                       "test.json:4: limits.max_hedaers: unknown key; known keys: "
+                       "max_connections, max_uri_bytes, max_header_bytes, max_headers, "
+                       "max_body_bytes, header_timeout_ms, body_timeout_ms, idle_timeout_ms, "
+                       "drain_timeout_ms, max_value_bytes");
+    test_config_expect("{\"threads\": 1,\n\n \"thread\": 2}",
+                       "test.json:3: thread: unknown key; known keys: listen, threads, "
+                       "data_dir, limits, durability, store, log, admin");
+    test_config_expect("{\"log\": {\n\"level\": \"info\", \"rotate\": true}}",
+                       "test.json:2: log.rotate: unknown key; known keys: level, file");
+}
+
+/* The locator must find the key of the path, not an equal key elsewhere in the text. */
+Test(config_errors, line_of_nested_key_with_equal_names_elsewhere)
+{
+    test_config_expect("{\n\"durability\": {\"namespaces\": {\"limits\": \"sync\",\n"
+                       "\"store\": \"async\"}},\n"
+                       "\"x\": {\"limits\": [\"limits\", {\"limits\": 1}]},\n"
+                       "\"limits\": \"limits\",\n\"limits2\": 1}",
+                       "test.json:4: x: unknown key; known keys: listen, threads, data_dir, "
+                       "limits, durability, store, log, admin");
+    test_config_expect("{\"store\": {\"limits\": 1},\n\"limits\": {\"a\": {\"limits\": 1},\n"
+                       "\"max_headers\": 0}}",
+                       "test.json:1: store.limits: unknown key; known keys: segment_bytes, "
+                       "cache_bytes, compact_dead_percent, require_precondition");
+    test_config_expect("{\"data_dir\": \"limits\", \"log\": {\"file\": \"{\\\"limits\\\": 1}\"},\n"
+                       "\"lim\\u0069ts\": {\n\"max_headers\": 0}}",
+                       "test.json:3: limits.max_headers: must be an integer between 1 and 128 "
+                       "(got 0)");
+}
+
+Test(config_errors, escaped_and_unicode_keys)
+{
+    test_config_expect("{\"durability\": {\"namespaces\": {\n\"caf\\u00e9\": \"sync\"}}}",
+                       "test.json:2: durability.namespaces.caf\xc3\xa9: namespace names are 1 "
+                       "to 63 characters of A-Z a-z 0-9 _ . -");
+    test_config_expect("{\"a\\nb\\\"c\\ud83d\\ude00\": 1,\n\"z\": 2}",
+                       "test.json:1: a?b\"c\xf0\x9f\x98\x80: unknown key; known keys: listen, "
+                       "threads, data_dir, limits, durability, store, log, admin");
+}
+
+Test(config_errors, empty_keys)
+{
+    test_config_expect("{\n\"\": 1}",
+                       "test.json:2: \"\": unknown key; known keys: listen, threads, data_dir, "
+                       "limits, durability, store, log, admin");
+    test_config_expect("{\"log\": {\"level\": \"info\",\n\"\": {}}}",
+                       "test.json:2: log.\"\": unknown key; known keys: level, file");
+}
+
+Test(config_errors, wrong_types)
+{
+    test_config_expect("{\"threads\": \"4\"}",
+                       "test.json:1: threads: must be an integer between 0 and 64 (got a string)");
+    test_config_expect("{\"threads\": 4.0}",
+                       "test.json:1: threads: must be an integer between 0 and 64 "
+                       "(got a real number)");
+    test_config_expect("{\"limits\": [1]}",
+                       "test.json:1: limits: must be an object (got an array)");
+    test_config_expect("{\"listen\": 8080}",
+                       "test.json:1: listen: must be a string \"host:port\" (got an integer)");
+    test_config_expect("{\"data_dir\": null}",
+                       "test.json:1: data_dir: must be a non-empty path (got null)");
+    test_config_expect("{\"data_dir\": \"\"}",
+                       "test.json:1: data_dir: must be a non-empty path shorter than 512 bytes "
+                       "(got 0 bytes)");
+    test_config_expect("{\"store\": {\"require_precondition\": 1}}",
+                       "test.json:1: store.require_precondition: must be true or false "
+                       "(got an integer)");
+    test_config_expect("{\"log\": {\"level\": \"verbose\"}}",
+                       "test.json:1: log.level: must be one of \"debug\", \"info\", \"warn\", "
+                       "\"error\" (got \"verbose\")");
+    test_config_expect("{\"durability\": {\"default\": true}}",
+                       "test.json:1: durability.default: must be one of \"sync\", \"async\" "
+                       "(got true)");
+    test_config_expect("[1, 2]", "test.json:1: (root): must be an object (got an array)");
+    test_config_expect("\n\n  [\n]", "test.json:3: (root): must be an object (got an array)");
+}
+
+Test(config_errors, out_of_range)
+{
+    test_config_expect("{\n\"limits\": {\n\"max_headers\": 500}}",
+                       "test.json:3: limits.max_headers: must be an integer between 1 and 128 "
+                       "(got 500)");
+    test_config_expect("{\"threads\": -1}",
+                       "test.json:1: threads: must be an integer between 0 and 64 (got -1)");
+    test_config_expect("{\"store\": {\"compact_dead_percent\": 100}}",
+                       "test.json:1: store.compact_dead_percent: must be an integer between 1 and "
+                       "99 (got 100)");
+    test_config_expect("{\"limits\": {\"max_header_bytes\": 2048,\n\"max_uri_bytes\": 4096}}",
+                       "test.json:2: limits.max_uri_bytes: must be an integer between 64 and "
+                       "limits.max_header_bytes (2048) (got 4096)");
+    test_config_expect("{\"limits\": {\"max_uri_bytes\": 63}}",
+                       "test.json:1: limits.max_uri_bytes: must be an integer between 64 and "
+                       "1048576 (got 63)");
+    test_config_expect("{\"limits\": {\n\"max_header_bytes\": 2048}}",
+                       "test.json:2: limits.max_header_bytes: must be at least "
+                       "limits.max_uri_bytes (8192, its default); set limits.max_uri_bytes as "
+                       "well");
+}
+
+Test(config_errors, duplicate_key)
+{
+    test_config_expect("{\"threads\": 1,\n \"threads\": 2}",
+                       "test.json:2:10: duplicate object key near '\"threads\"'");
+    test_config_expect("{\"limits\": {\"max_headers\": 1, \"max_headers\": 1}}",
+                       "test.json:1:43: duplicate object key near '\"max_headers\"'");
+}
+
+Test(config_errors, syntax_error_has_line_and_column)
+{
+    test_config_expect("{\n  \"threads\": 4,\n  \"data_dir\" \"x\"\n}",
+                       "test.json:3:16: ':' expected near '\"x\"'");
+    test_config_expect("", "test.json:1:0: '[' or '{' expected near end of file");
+    test_config_expect("{} {}", "test.json:1:4: end of file expected near '{'");
+    test_config_expect("{\"threads\": 99999999999999999999}",
+                       "test.json:1:32: too big integer near '99999999999999999999'");
+}
+
+Test(config_errors, namespaces)
+{
+    test_config_expect("{\"durability\": {\"namespaces\": {\"a b\": \"sync\"}}}",
+                       "test.json:1: durability.namespaces.a b: namespace names are 1 to 63 "
+                       "characters of A-Z a-z 0-9 _ . -");
+    test_config_expect("{\"durability\": {\"namespaces\": {\"\": \"sync\"}}}",
+                       "test.json:1: durability.namespaces.\"\": namespace names are 1 to 63 "
+                       "characters of A-Z a-z 0-9 _ . -");
+    test_config_expect("{\"durability\": {\"namespaces\": {\"ok\": \"fast\"}}}",
+                       "test.json:1: durability.namespaces.ok: must be one of \"sync\", "
+                       "\"async\" (got \"fast\")");
+    test_config_expect("{\"durability\": {\"namespaces\": [\"ok\"]}}",
+                       "test.json:1: durability.namespaces: must be an object of "
+                       "\"namespace\": \"sync\" or \"async\" (got an array)");
+    char text[8192];
+    size_t used = (size_t)snprintf(text, sizeof(text), "{\"durability\":{\"namespaces\":{");
+    for (int i = 0; i <= CONFIG_NAMESPACES_MAX; i++) {
+        used += (size_t)snprintf(text + used, sizeof(text) - used, "%s\"n%d\":\"sync\"",
+                                 i > 0 ? "," : "", i);
+    }
+    snprintf(text + used, sizeof(text) - used, "}}}");
+    test_config_expect(text, "test.json:1: durability.namespaces: at most 64 namespaces (got 65)");
+}
+
+Test(config_errors, long_key_is_shortened_in_message)
+{
+    char text[512];
+    char key[200];
+    memset(key, 'k', sizeof(key) - 1);
+    key[sizeof(key) - 1] = '\0';
+    snprintf(text, sizeof(text), "{\"%s\": 1}", key);
+    struct config config;
+    cr_assert_eq(test_config_parse(&config, text), -1);
+    char expected[128];
+    snprintf(expected, sizeof(expected), "test.json:1: %.64s...: unknown key;", key);
+    cr_assert_eq(strncmp(test_config_err, expected, strlen(expected)), 0, "%s",
+                 test_config_err);
+}
+
+Test(config_errors, small_error_buffer_is_terminated)
+{
+    struct config config;
+    char err[16];
+    const char *text = "{\"threads\": 100}";
+    cr_assert_eq(config_parse(&config, "test.json", text, strlen(text), err, sizeof(err)), -1);
+    cr_assert_str_eq(err, "test.json:1: th");
+}
+
+Test(config_errors, load_file_errors)
+{
+    struct config config;
+    char err[CONFIG_ERROR_MAX];
+    cr_assert_eq(config_load(&config, "/nonexistent/ringmaster.json", err, sizeof(err)), -1);
+    cr_assert_str_eq(err, "/nonexistent/ringmaster.json: cannot open: No such file or directory");
+    cr_assert_eq(config_load(&config, "/tmp", err, sizeof(err)), -1);
+    cr_assert_str_eq(err, "/tmp: cannot read: Is a directory");
+    size_t big_length = 1024 * 1024 + 1;
+    char *big = malloc(big_length);
+    cr_assert_not_null(big);
+    memset(big, ' ', big_length);
+    big[0] = '{';
+    big[big_length - 1] = '}';
+    char path[64];
+    test_config_write_file(path, sizeof(path), big, big_length);
+    cr_assert_eq(config_load(&config, path, err, sizeof(err)), -1);
+    char expected[128];
+    snprintf(expected, sizeof(expected),
+             "%s: larger than the limit for a config file (1048576 bytes)", path);
+    cr_assert_str_eq(err, expected);
+    unlink(path);
+    /* Exactly at the limit: read whole, so the error is at its very end. */
+    test_config_write_file(path, sizeof(path), big, big_length - 1);
+    cr_assert_eq(config_load(&config, path, err, sizeof(err)), -1);
+    snprintf(expected, sizeof(expected),
+             "%s:1:1048576: string or '}' expected near end of file", path);
+    cr_assert_str_eq(err, expected);
+    unlink(path);
+    big[big_length - 2] = '}';
+    test_config_write_file(path, sizeof(path), big, big_length - 1);
+    cr_assert_eq(config_load(&config, path, err, sizeof(err)), 0, "%s", err);
+    cr_assert_str_eq(config.source, path);
+    unlink(path);
+    free(big);
+}
+
+Test(config_errors, load_reports_file_name_and_line)
+{
+    const char *text = "{\n  \"log\": {\n    \"level\": \"loud\"\n  }\n}\n";
+    char path[64];
+    test_config_write_file(path, sizeof(path), text, strlen(text));
+    struct config config;
+    char err[CONFIG_ERROR_MAX];
+    cr_assert_eq(config_load(&config, path, err, sizeof(err)), -1);
+    char expected[CONFIG_ERROR_MAX];
+    snprintf(expected, sizeof(expected),
+             "%s:3: log.level: must be one of \"debug\", \"info\", \"warn\", \"error\" "
+             "(got \"loud\")",
+             path);
+    cr_assert_str_eq(err, expected);
+    unlink(path);
+}
+
+/* ---- admin ---- */
+
+Test(config_admin, token_from_env)
+{
+    cr_assert_eq(setenv("RM_TEST_ADMIN_TOKEN", TEST_CONFIG_SECRET, 1), 0);
+    struct config config;
+    test_config_expect_ok(&config, "{\"admin\": {\"token_env\": \"RM_TEST_ADMIN_TOKEN\"}}");
+    cr_assert(config.admin.token_set);
+    cr_assert_str_eq(config.admin.token, TEST_CONFIG_SECRET);
+}
+
+Test(config_admin, token_from_file)
+{
+    char path[64];
+    test_config_write_file(path, sizeof(path), TEST_CONFIG_SECRET "\n", 26);
+    char text[256];
+    snprintf(text, sizeof(text), "{\"admin\": {\"token_file\": \"%s\"}}", path);
+    struct config config;
+    test_config_expect_ok(&config, text);
+    cr_assert(config.admin.token_set);
+    cr_assert_str_eq(config.admin.token, TEST_CONFIG_SECRET);
+    unlink(path);
+    test_config_write_file(path, sizeof(path), "abc\r\n", 5);
+    snprintf(text, sizeof(text), "{\"admin\": {\"token_file\": \"%s\"}}", path);
+    test_config_expect_ok(&config, text);
+    cr_assert_str_eq(config.admin.token, "abc");
+    unlink(path);
+    test_config_write_file(path, sizeof(path), "a\n\n", 3);
+    snprintf(text, sizeof(text), "{\"admin\": {\"token_file\": \"%s\"}}", path);
+    test_config_expect_ok(&config, text);
+    cr_assert_str_eq(config.admin.token, "a\n");
+    unlink(path);
+}
+
+Test(config_admin, literal_token_rejected)
+{
+    test_config_expect("{\"admin\": {\n\"token\": \"" TEST_CONFIG_SECRET "\"}}",
+                       "test.json:2: admin.token: secrets are not allowed in the config file; "
+                       "set admin.token_env (an environment variable) or admin.token_file "
+                       "(a file) instead");
+    cr_assert_null(strstr(test_config_err, TEST_CONFIG_SECRET));
+}
+
+Test(config_admin, env_errors_name_variable_only)
+{
+    unsetenv("RM_TEST_ADMIN_MISSING");
+    test_config_expect("{\"admin\": {\"token_env\": \"RM_TEST_ADMIN_MISSING\"}}",
+                       "test.json:1: admin.token_env: environment variable RM_TEST_ADMIN_MISSING "
+                       "is not set");
+    cr_assert_eq(setenv("RM_TEST_ADMIN_EMPTY", "", 1), 0);
+    test_config_expect("{\"admin\": {\"token_env\": \"RM_TEST_ADMIN_EMPTY\"}}",
+                       "test.json:1: admin.token_env: environment variable RM_TEST_ADMIN_EMPTY "
+                       "is empty");
+    char secret[400];
+    memset(secret, 'Q', sizeof(secret) - 1);
+    secret[sizeof(secret) - 1] = '\0';
+    cr_assert_eq(setenv("RM_TEST_ADMIN_LONG", secret, 1), 0);
+    test_config_expect("{\"admin\": {\"token_env\": \"RM_TEST_ADMIN_LONG\"}}",
+                       "test.json:1: admin.token_env: environment variable RM_TEST_ADMIN_LONG "
+                       "holds a token longer than the limit (255 bytes)");
+    cr_assert_null(strstr(test_config_err, "QQ"));
+    test_config_expect("{\"admin\": {\"token_env\": \"A=B\"}}",
+                       "test.json:1: admin.token_env: must be the name of an environment "
+                       "variable");
+}
+
+Test(config_admin, file_errors_name_file_only)
+{
+    test_config_expect("{\"admin\": {\"token_file\": \"/nonexistent/token\"}}",
+                       "test.json:1: admin.token_file: /nonexistent/token: cannot read: No such "
+                       "file or directory");
+    test_config_expect("{\"admin\": {\"token_file\": \"/tmp\"}}",
+                       "test.json:1: admin.token_file: /tmp: not a regular file");
+    char path[64];
+    char text[256];
+    char expected[CONFIG_ERROR_MAX];
+    test_config_write_file(path, sizeof(path), "\n", 1);
+    snprintf(text, sizeof(text), "{\"admin\": {\"token_file\": \"%s\"}}", path);
+    snprintf(expected, sizeof(expected), "test.json:1: admin.token_file: %s: is empty", path);
+    test_config_expect(text, expected);
+    unlink(path);
+    char secret[300];
+    memset(secret, 'Z', sizeof(secret));
+    test_config_write_file(path, sizeof(path), secret, sizeof(secret));
+    snprintf(text, sizeof(text), "{\"admin\": {\"token_file\": \"%s\"}}", path);
+    snprintf(expected, sizeof(expected),
+             "test.json:1: admin.token_file: %s: holds a token longer than the limit (255 "
+             "bytes)",
+             path);
+    test_config_expect(text, expected);
+    cr_assert_null(strstr(test_config_err, "ZZ"));
+    unlink(path);
+    test_config_write_file(path, sizeof(path), "ab\0cd", 5);
+    snprintf(text, sizeof(text), "{\"admin\": {\"token_file\": \"%s\"}}", path);
+    snprintf(expected, sizeof(expected), "test.json:1: admin.token_file: %s: holds a NUL byte",
+             path);
+    test_config_expect(text, expected);
+    unlink(path);
+}
+
+Test(config_admin, exactly_one_source)
+{
+    cr_assert_eq(setenv("RM_TEST_ADMIN_TOKEN", TEST_CONFIG_SECRET, 1), 0);
+    test_config_expect("{\"admin\": {}}",
+                       "test.json:1: admin: set exactly one of token_env and token_file (got 0)");
+    test_config_expect("{\"admin\": {\"token_env\": \"RM_TEST_ADMIN_TOKEN\",\n"
+                       "\"token_file\": \"/nonexistent\"}}",
+                       "test.json:2: admin.token_file: /nonexistent: cannot read: No such file "
+                       "or directory");
+    test_config_expect("{\"admin\": {\"token_env\": \"RM_TEST_ADMIN_TOKEN\", \"token_env2\": 1}}",
+                       "test.json:1: admin.token_env2: unknown key; known keys: token_env, "
+                       "token_file");
+    test_config_expect("{\"admin\": \"" TEST_CONFIG_SECRET "\"}",
+                       "test.json:1: admin: must be an object (got a string)");
+}
+
+/* A later error must neither show the token nor leave it in the rejected config. */
+Test(config_admin, secret_never_in_errors)
+{
+    cr_assert_eq(setenv("RM_TEST_ADMIN_TOKEN", TEST_CONFIG_SECRET, 1), 0);
+    char path[64];
+    test_config_write_file(path, sizeof(path), TEST_CONFIG_SECRET, strlen(TEST_CONFIG_SECRET));
+    const char *templates[] = {
+        "{\"admin\": {\"token_env\": \"RM_TEST_ADMIN_TOKEN\"}, \"threads\": 99}",
+        "{\"admin\": {\"token_file\": \"%s\"}, \"bogus\": 1}",
+        "{\"admin\": {\"token_env\": \"RM_TEST_ADMIN_TOKEN\", \"token_file\": \"%s\"}}",
+        "{\"admin\": {\"token_file\": \"%s\", \"token\": \"x\"}}",
+    };
+    for (size_t i = 0; i < sizeof(templates) / sizeof(templates[0]); i++) {
+        char text[256];
+        snprintf(text, sizeof(text), templates[i], path);
+        struct config config;
+        cr_assert_eq(test_config_parse(&config, text), -1, "%s", text);
+        cr_assert_null(strstr(test_config_err, TEST_CONFIG_SECRET), "%s", test_config_err);
+        cr_assert_not(config.admin.token_set);
+        cr_assert_null(memmem(config.admin.token, sizeof(config.admin.token), "s3cret", 6));
+    }
+    unlink(path);
+}
+
+/* ---- listen ---- */
+
+Test(config_listen, accepted_forms)
+{
+    struct config config;
+    test_config_expect_ok(&config, "{\"listen\": \"10.1.2.3:9000\"}");
+    cr_assert_str_eq(config.listen_host, "10.1.2.3");
+    cr_assert_eq(config.listen_port, 9000);
+    test_config_expect_ok(&config, "{\"listen\": \"[::1]:0\"}");
+    cr_assert_str_eq(config.listen_host, "::1");
+    cr_assert_eq(config.listen_port, 0);
+    test_config_expect_ok(&config, "{\"listen\": \"[2001:db8::8:800:200c:417a]:65535\"}");
+    cr_assert_str_eq(config.listen_host, "2001:db8::8:800:200c:417a");
+    cr_assert_eq(config.listen_port, 65535);
+    test_config_expect_ok(&config, "{\"listen\": \"localhost:80\"}");
+    cr_assert_str_eq(config.listen_host, "localhost");
+    cr_assert_eq(config.listen_port, 80);
+    test_config_expect_ok(&config, "{\"listen\": \"0.0.0.0:00080\"}");
+    cr_assert_eq(config.listen_port, 80);
+}
+
+Test(config_listen, rejected_forms)
+{
+    static const char *const bad_hosts[] = {
+        "::1:80", "[::1:80", "::1]:80", "example.com:80", "1.2.3:80", "256.1.1.1:80",
+        ":80", "[]:80", "[localhost]:80", "[1.2.3.4]:80", " 1.2.3.4:80", "LOCALHOST:80",
+    };
+    for (size_t i = 0; i < sizeof(bad_hosts) / sizeof(bad_hosts[0]); i++) {
+        char text[128];
+        char expected[CONFIG_ERROR_MAX];
+        snprintf(text, sizeof(text), "{\"listen\": \"%s\"}", bad_hosts[i]);
+        snprintf(expected, sizeof(expected),
+                 "test.json:1: listen: host must be an IPv4 address, [IPv6 address] or "
+                 "localhost (got \"%s\")",
+                 bad_hosts[i]);
+        test_config_expect(text, expected);
+    }
+    static const char *const bad_ports[] = {
+        "127.0.0.1:65536", "127.0.0.1:", "127.0.0.1:-1", "127.0.0.1:8o", "[::1]:123456",
+        "127.0.0.1:+80", "127.0.0.1: 80",
+    };
+    for (size_t i = 0; i < sizeof(bad_ports) / sizeof(bad_ports[0]); i++) {
+        char text[128];
+        char expected[CONFIG_ERROR_MAX];
+        snprintf(text, sizeof(text), "{\"listen\": \"%s\"}", bad_ports[i]);
+        snprintf(expected, sizeof(expected),
+                 "test.json:1: listen: port must be a number from 0 to 65535 (got \"%s\")",
+                 bad_ports[i]);
+        test_config_expect(text, expected);
+    }
+    test_config_expect("{\"listen\": \"127.0.0.1\"}",
+                       "test.json:1: listen: must be \"host:port\" (got \"127.0.0.1\")");
+}
