@@ -71,7 +71,7 @@ static const struct runner_suite *runner_suite_of(const char *name)
 
 static int runner_run(const struct runner_test *test)
 {
-    const struct runner_suite *suite = runner_suite_of(test->suite);
+    const struct runner_suite *volatile suite = runner_suite_of(test->suite);
     runner_outcome = 0;
     if (setjmp(runner_jump) == 0) {
         if (suite != NULL && suite->options.init != NULL) {
