@@ -14,29 +14,7 @@ bin=build/release/ringmaster
 [ -x "$bin" ] || { echo "build first: make all"; exit 1; }
 command -v nginx >/dev/null || { echo "nginx missing: make deps"; exit 1; }
 command -v wrk >/dev/null || { echo "wrk missing: make deps"; exit 1; }
-server_cpu=0
-client_cpu=$(( $(nproc) > 1 ? 1 : 0 ))
-
-work=$(mktemp -d /tmp/rm-bench-http.XXXXXX)
-pids=()
-cleanup() {
-    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    rm -rf "$work"
-}
-trap cleanup EXIT
-
-free_port() {
-    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
-
-wait_port() {
-    for _ in $(seq 1 100); do
-        curl -s -o /dev/null "http://127.0.0.1:$1/healthz" && return 0
-        sleep 0.05
-    done
-    echo "server on port $1 did not come up"; exit 1
-}
+source bench/common.sh
 
 cat >"$work/pipeline.lua" <<'LUA'
 init = function(args)
@@ -47,7 +25,7 @@ end
 request = function() return req end
 LUA
 
-# run_wrk PORT NAME [extra wrk arguments]
+# run_wrk PORT NAME [extra wrk arguments]: prints "req/s p50 p99"
 run_wrk() {
     taskset -c "$client_cpu" wrk -t1 -c"$connections" -d"${seconds}s" --latency ${3:-} \
         "http://127.0.0.1:$1/healthz" >"$work/$2.wrk" 2>&1
@@ -65,11 +43,12 @@ to_us() { # wrk prints 123.45us / 1.23ms / 1.02s
 
 rm_port=$(free_port)
 cat >"$work/ringmaster.json" <<JSON
-{"listen": "127.0.0.1:$rm_port", "threads": 1, "log": {"level": "warn"}}
+{"listen": "127.0.0.1:$rm_port", "threads": 1, "data_dir": "$work/data",
+ "log": {"level": "warn"}}
 JSON
 taskset -c "$server_cpu" "$bin" --config "$work/ringmaster.json" 2>"$work/ringmaster.err" &
 pids+=($!)
-wait_port "$rm_port"
+wait_http "$rm_port"
 
 nginx_port=$(free_port)
 mkdir -p "$work/nginx"
@@ -99,7 +78,7 @@ http {
 CONF
 taskset -c "$server_cpu" nginx -p "$work/nginx" -c "$work/nginx/nginx.conf" &
 pids+=($!)
-wait_port "$nginx_port"
+wait_http "$nginx_port"
 
 report() { # title, ringmaster figures, nginx figures
     local title=$1; shift

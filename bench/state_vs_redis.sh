@@ -13,20 +13,7 @@ bin=build/release/ringmaster
 client=build/release/state-bench
 [ -x "$bin" ] && [ -x "$client" ] || { echo "build first: make all"; exit 1; }
 command -v redis-server >/dev/null || { echo "redis-server missing: make deps"; exit 1; }
-server_cpu=0
-client_cpu=$(( $(nproc) > 1 ? 1 : 0 ))
-work=$(mktemp -d /tmp/rm-bench-state.XXXXXX)
-pids=()
-cleanup() {
-    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    rm -rf "$work"
-}
-trap cleanup EXIT
-
-free_port() {
-    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
+source bench/common.sh
 
 # The standard versioned CAS: the version lives beside the data in a hash; a mismatch
 # returns the current version negated, a match writes and returns the new version.
@@ -45,7 +32,7 @@ JSON
     taskset -c "$server_cpu" "$bin" --config "$work/rm.json" 2>>"$work/rm.err" &
     rm_pid=$!
     pids+=("$rm_pid")
-    for _ in $(seq 1 100); do curl -s -o /dev/null "http://127.0.0.1:$port/healthz" && break; sleep 0.05; done
+    wait_http "$port"
     rm_port=$port
 }
 

@@ -178,3 +178,55 @@ size_t test_count(const char *haystack, const char *needle)
 }
 
 const char *test_binary(void) { return getenv("RINGMASTER_BIN"); }
+
+static uint16_t test_process_read_port(const char *path)
+{
+    FILE *file = fopen(path, "r");
+    if (file == NULL) {
+        return 0;
+    }
+    char line[1024];
+    uint16_t port = 0;
+    while (port == 0 && fgets(line, sizeof(line), file) != NULL) {
+        const char *at = strstr(line, "listening on port ");
+        if (at != NULL) {
+            port = (uint16_t)strtoul(at + 18, NULL, 10);
+        }
+    }
+    fclose(file);
+    return port;
+}
+
+void test_process_start(struct test_process *process, const char *config_path)
+{
+    cr_assert_not_null(test_binary(), "RINGMASTER_BIN must name the built binary (make test)");
+    snprintf(process->stderr_path, sizeof(process->stderr_path), "/tmp/rm-stderr-XXXXXX");
+    int fd = mkstemp(process->stderr_path);
+    cr_assert_geq(fd, 0);
+    process->pid = fork();
+    cr_assert_geq(process->pid, 0);
+    if (process->pid == 0) {
+        dup2(fd, 2);
+        execl(test_binary(), "ringmaster", "--config", config_path, (char *)NULL);
+        _exit(127);
+    }
+    close(fd);
+    process->port = 0;
+    for (int i = 0; i < 1000 && process->port == 0; i++) {
+        process->port = test_process_read_port(process->stderr_path);
+        if (process->port == 0) {
+            usleep(10000);
+        }
+    }
+    cr_assert_neq(process->port, 0, "the engine did not report its port (see %s)",
+                  process->stderr_path);
+}
+
+int test_process_stop(struct test_process *process, int signal_number)
+{
+    kill(process->pid, signal_number);
+    int status = 0;
+    cr_assert_eq(waitpid(process->pid, &status, 0), process->pid);
+    unlink(process->stderr_path);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}

@@ -8,6 +8,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 struct rm_engine;
 
@@ -44,5 +45,19 @@ int test_run(const char *command, char *output, size_t capacity);
 size_t test_count(const char *haystack, const char *needle);
 /* The path of the built ringmaster binary (RINGMASTER_BIN), or NULL. */
 const char *test_binary(void);
+
+/* The ringmaster binary running as a child process. Its stderr goes to a file (never a pipe
+ * nobody reads, which could block the engine's log writes). */
+struct test_process {
+    pid_t pid;
+    uint16_t port;
+    char stderr_path[64];
+};
+
+/* Starts RINGMASTER_BIN --config config_path and waits (up to 10 s) for the port it reports. */
+void test_process_start(struct test_process *process, const char *config_path);
+/* Sends signal_number, waits, removes the stderr file; returns the exit code (128 + signal
+ * when killed). */
+int test_process_stop(struct test_process *process, int signal_number);
 
 #endif

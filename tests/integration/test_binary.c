@@ -13,50 +13,9 @@
 
 static char output[65536];
 
-struct binary_process {
-    pid_t pid;
-    FILE *stderr_stream;
-    unsigned port;
-};
-
 static void binary_require(void)
 {
     cr_assert_not_null(test_binary(), "RINGMASTER_BIN must name the built binary (make test)");
-}
-
-/* Starts the binary with a config and waits for its "listening on port N" line. */
-static void binary_start(struct binary_process *process, const char *config_path)
-{
-    int pipe_fds[2];
-    cr_assert_eq(pipe(pipe_fds), 0);
-    process->pid = fork();
-    cr_assert_geq(process->pid, 0);
-    if (process->pid == 0) {
-        dup2(pipe_fds[1], 2);
-        close(pipe_fds[0]);
-        execl(test_binary(), "ringmaster", "--config", config_path, (char *)NULL);
-        _exit(127);
-    }
-    close(pipe_fds[1]);
-    process->stderr_stream = fdopen(pipe_fds[0], "r");
-    process->port = 0;
-    char line[1024];
-    while (process->port == 0 && fgets(line, sizeof(line), process->stderr_stream) != NULL) {
-        const char *at = strstr(line, "listening on port ");
-        if (at != NULL) {
-            process->port = (unsigned)strtoul(at + 18, NULL, 10);
-        }
-    }
-    cr_assert_neq(process->port, 0, "the binary did not report its port");
-}
-
-static int binary_stop(struct binary_process *process, int signal_number)
-{
-    kill(process->pid, signal_number);
-    int status = 0;
-    cr_assert_eq(waitpid(process->pid, &status, 0), process->pid);
-    fclose(process->stderr_stream);
-    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }
 
 static void write_file(const char *path, const char *text)
@@ -117,9 +76,9 @@ Test(binary, sigterm_drains_and_exits_zero_and_sighup_reopens_log)
              "\"log\": {\"file\": \"%s\"}}",
              directory, log_path);
     write_file(config_path, config);
-    struct binary_process process;
-    binary_start(&process, config_path);
-    int fd = test_connect((uint16_t)process.port);
+    struct test_process process;
+    test_process_start(&process, config_path);
+    int fd = test_connect(process.port);
     test_send_text(fd, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n");
     cr_assert_gt(test_read_response(fd, output, sizeof(output)), 0);
     cr_assert_eq(test_status(output), 200);
@@ -130,7 +89,7 @@ Test(binary, sigterm_drains_and_exits_zero_and_sighup_reopens_log)
         usleep(10000);
     }
     cr_assert_eq(stat(log_path, &info), 0, "SIGHUP did not reopen the log");
-    cr_assert_eq(binary_stop(&process, SIGTERM), 0);
+    cr_assert_eq(test_process_stop(&process, SIGTERM), 0);
     cr_assert(test_peer_closed(fd), "the idle keep-alive connection was not closed");
     close(fd);
     char command[1024];

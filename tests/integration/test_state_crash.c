@@ -35,11 +35,6 @@ struct crash_writer {
     unsigned long long acknowledged_writes;
 };
 
-struct crash_process {
-    pid_t pid;
-    uint16_t port;
-};
-
 static int crash_connect(uint16_t port)
 {
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -103,39 +98,6 @@ static void *crash_writer_run(void *argument)
         close(fd);
     }
     return NULL;
-}
-
-static void crash_start(struct crash_process *process, const char *config_path)
-{
-    int pipe_fds[2];
-    cr_assert_eq(pipe(pipe_fds), 0);
-    process->pid = fork();
-    cr_assert_geq(process->pid, 0);
-    if (process->pid == 0) {
-        dup2(pipe_fds[1], 2);
-        close(pipe_fds[0]);
-        execl(test_binary(), "ringmaster", "--config", config_path, (char *)NULL);
-        _exit(127);
-    }
-    close(pipe_fds[1]);
-    FILE *stream = fdopen(pipe_fds[0], "r");
-    char line[1024];
-    process->port = 0;
-    while (process->port == 0 && fgets(line, sizeof(line), stream) != NULL) {
-        const char *at = strstr(line, "listening on port ");
-        if (at != NULL) {
-            process->port = (uint16_t)strtoul(at + 18, NULL, 10);
-        }
-    }
-    fclose(stream);
-    cr_assert_neq(process->port, 0, "the engine did not start");
-}
-
-static void crash_stop(struct crash_process *process, int signal_number)
-{
-    kill(process->pid, signal_number);
-    int status;
-    cr_assert_eq(waitpid(process->pid, &status, 0), process->pid);
 }
 
 /* Reads every key back; returns how many acknowledged writes are missing (the key's version
@@ -204,8 +166,8 @@ static unsigned long long crash_cycles(const char *mode, int signal_number, int 
     unsigned long long lost = 0;
     unsigned seed = (unsigned)getpid();
     for (int cycle = 0; cycle < cycles; cycle++) {
-        struct crash_process process;
-        crash_start(&process, config_path);
+        struct test_process process;
+        test_process_start(&process, config_path);
         pthread_t threads[CRASH_WRITERS];
         for (int w = 0; w < CRASH_WRITERS; w++) {
             writers[w].index = w;
@@ -213,13 +175,13 @@ static unsigned long long crash_cycles(const char *mode, int signal_number, int 
             pthread_create(&threads[w], NULL, crash_writer_run, &writers[w]);
         }
         usleep(50000 + (useconds_t)(rand_r(&seed) % 250000));
-        crash_stop(&process, signal_number);
+        test_process_stop(&process, signal_number);
         for (int w = 0; w < CRASH_WRITERS; w++) {
             pthread_join(threads[w], NULL);
         }
-        crash_start(&process, config_path);
+        test_process_start(&process, config_path);
         lost += crash_verify(writers, process.port);
-        crash_stop(&process, SIGTERM);
+        test_process_stop(&process, SIGTERM);
     }
     *acknowledged = 0;
     for (int w = 0; w < CRASH_WRITERS; w++) {

@@ -54,7 +54,10 @@ void harness_init(struct harness *harness, uint32_t reactors)
 {
     memset(harness, 0, sizeof(*harness));
     config_defaults(&harness->config);
-    snprintf(harness->directory, sizeof(harness->directory), "/tmp/rm-store-test-XXXXXX");
+    /* mkdtemp replaces the template's last six characters, which must all be 'X'. */
+    int length = snprintf(harness->directory, sizeof(harness->directory), "/tmp/rm-store-test-");
+    memset(harness->directory + length, 'X', 6);
+    harness->directory[length + 6] = '\0';
     cr_assert_not_null(mkdtemp(harness->directory));
     snprintf(harness->config.data_dir, sizeof(harness->config.data_dir), "%s/data",
              harness->directory);
