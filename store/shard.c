@@ -155,6 +155,17 @@ static void store_shard_reply_handler(struct reactor *target, struct reactor_mes
     store_shard_deliver(request->store->shards[request->origin], request);
 }
 
+/* Hands the request to its origin. After a successful post the origin may run the callback
+ * and reuse the request at once, so nothing here touches it after the post. */
+static int store_shard_post_reply(struct store_shard *shard, struct store_request *request)
+{
+    uint32_t origin = request->origin;
+    RM_ASSERT(origin != shard->index);
+    struct reactor_message message = {.handler = store_shard_reply_handler, .pointer = request};
+    STORE_TSAN_RELEASE(request);
+    return reactor_post(shard->reactor, origin, &message);
+}
+
 void store_shard_finish(struct store_shard *shard, struct store_request *request)
 {
     store_shard_assert_owner(shard);
@@ -163,9 +174,7 @@ void store_shard_finish(struct store_shard *shard, struct store_request *request
         store_shard_list_append(&shard->done_head, &shard->done_tail, request);
         return;
     }
-    struct reactor_message message = {.handler = store_shard_reply_handler, .pointer = request};
-    STORE_TSAN_RELEASE(request);
-    if (shard->outbox_head != NULL || reactor_post(shard->reactor, request->origin, &message)) {
+    if (shard->outbox_head != NULL || store_shard_post_reply(shard, request) != 0) {
         store_shard_list_append(&shard->outbox_head, &shard->outbox_tail, request);
     }
 }
@@ -173,13 +182,17 @@ void store_shard_finish(struct store_shard *shard, struct store_request *request
 static void store_shard_retry_outbox(struct store_shard *shard)
 {
     while (shard->outbox_head != NULL) {
-        struct store_request *request = shard->outbox_head;
-        struct reactor_message message = {.handler = store_shard_reply_handler,
-                                          .pointer = request};
-        if (reactor_post(shard->reactor, request->origin, &message) != 0) {
-            return; /* still full: the next tick tries again */
+        struct store_request *request =
+            store_shard_list_pop(&shard->outbox_head, &shard->outbox_tail);
+        if (store_shard_post_reply(shard, request) != 0) {
+            /* Still full: back at the head, and the next tick tries again. */
+            request->next = shard->outbox_head;
+            shard->outbox_head = request;
+            if (shard->outbox_tail == NULL) {
+                shard->outbox_tail = request;
+            }
+            return;
         }
-        store_shard_list_pop(&shard->outbox_head, &shard->outbox_tail);
     }
 }
 
@@ -210,10 +223,11 @@ int store_shard_dispatch(struct store *store, struct store_request *request)
         store_shard_execute(here, request);
         return 0;
     }
+    uint32_t owner = request->shard;
     struct reactor_message message = {.handler = store_shard_execute_handler,
                                       .pointer = request};
     STORE_TSAN_RELEASE(request);
-    return reactor_post(here->reactor, request->shard, &message);
+    return reactor_post(here->reactor, owner, &message);
 }
 
 static enum store_stats_operation store_shard_stats_operation(uint8_t operation)
