@@ -123,8 +123,9 @@ static int http_chunked_step_size(struct http_chunked *decoder, uint8_t byte,
     case HTTP_CHUNKED_SIZE_LF:
         return byte == '\n' ? http_chunked_size_done(decoder, err)
                             : http_parse_fail(err, 400, no_crlf);
-    case HTTP_CHUNKED_DATA_CR:
-    case HTTP_CHUNKED_DATA_LF:
+    default:
+        RM_ASSERT(decoder->state == HTTP_CHUNKED_DATA_CR ||
+                  decoder->state == HTTP_CHUNKED_DATA_LF);
         if (byte != (decoder->state == HTTP_CHUNKED_DATA_CR ? '\r' : '\n')) {
             return http_parse_fail(err, 400, "Chunk data must be followed by CRLF; check the "
                                              "chunk size");
@@ -137,9 +138,6 @@ static int http_chunked_step_size(struct http_chunked *decoder, uint8_t byte,
         decoder->state = HTTP_CHUNKED_SIZE_FIRST;
         decoder->digits = 0;
         decoder->line_bytes = 0;
-        return 0;
-    default:
-        RM_ASSERT(!"unreachable chunk-size state");
         return 0;
     }
 }
@@ -188,17 +186,15 @@ static int http_chunked_step_trailer(struct http_chunked *decoder, uint8_t byte,
             return http_parse_fail(err, 400, "Trailer field value contains a control character");
         }
         return 0;
-    case HTTP_CHUNKED_TRAILER_LF:
-    case HTTP_CHUNKED_END_LF:
+    default:
+        RM_ASSERT(decoder->state == HTTP_CHUNKED_TRAILER_LF ||
+                  decoder->state == HTTP_CHUNKED_END_LF);
         if (byte != '\n') {
             return http_parse_fail(err, 400, no_crlf);
         }
         bool end = decoder->state == HTTP_CHUNKED_END_LF;
         decoder->state = end ? HTTP_CHUNKED_DONE : HTTP_CHUNKED_TRAILER_START;
         return end ? 1 : 0;
-    default:
-        RM_ASSERT(!"unreachable trailer state");
-        return 0;
     }
 }
 

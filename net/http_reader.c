@@ -157,10 +157,44 @@ static int http_reader_head_parsed(struct http_reader *reader, size_t header_len
     return 1;
 }
 
-/* Parses the head once parsing gives a final answer. On incomplete input only the limits are
- * checked, and only once a limit can have been passed. Returns 1 when parsed, 0 when more
- * bytes are needed, -1 on error. */
-static int http_reader_parse_head(struct http_reader *reader)
+/* Parses the head at the first look, since usually the whole head came in one read; later
+ * looks parse only once the head ended (see http_reader_head_ended). An error is final only if
+ * the head ended or is over max_header_bytes: otherwise whether the error is seen would
+ * depend on how the stream was cut, since later looks do not parse partial heads. Returns 1
+ * when parsed, 0 when more bytes are needed, -1 on error. */
+static int http_reader_parse_head(struct http_reader *reader, const char *head,
+                                  size_t available)
+{
+    const struct http_limits *limits = reader->limits;
+    RM_ASSERT(reader->header_length == 0);
+    RM_ASSERT(available > 0);
+    bool first = reader->scanned == 0;
+    bool over = available > limits->max_header_bytes;
+    if (!first && !over && !http_reader_head_ended(reader, head, available)) {
+        return 0;
+    }
+    struct http_error err = {0, NULL};
+    int result = http_parse_request(head, available, limits, &reader->request, &err);
+    if (result > 0) {
+        return http_reader_head_parsed(reader, (size_t)result, available);
+    }
+    if (result == HTTP_PARSE_INVALID) {
+        if (!first || over || http_reader_head_ended(reader, head, available)) {
+            reader->error = err;
+            return -1;
+        }
+        return 0;
+    }
+    RM_ASSERT(first);
+    RM_ASSERT(!over);
+    /* A valid prefix: only its last two bytes can start a line end still to come. */
+    reader->scanned = available - (available < 2 ? available : 2);
+    return 0;
+}
+
+/* Frames the head: drops leading empty lines, parses, and on incomplete input checks the
+ * request line's limits once they can have been passed. */
+static int http_reader_frame_head(struct http_reader *reader)
 {
     const struct http_limits *limits = reader->limits;
     RM_ASSERT(reader->header_length == 0);
@@ -178,20 +212,15 @@ static int http_reader_parse_head(struct http_reader *reader)
     }
     const char *head = reader->buffer + reader->start;
     size_t available = reader->length - reader->start;
-    if (available > limits->max_header_bytes || http_reader_head_ended(reader, head, available)) {
-        int result = http_parse_request(head, available, limits, &reader->request,
-                                        &reader->error);
-        RM_ASSERT(result != HTTP_PARSE_PARTIAL);
-        if (result < 0) {
-            return -1;
-        }
-        return http_reader_head_parsed(reader, (size_t)result, available);
+    int result = http_reader_parse_head(reader, head, available);
+    if (result != 0) {
+        return result;
     }
     /* A request line without its end can be known to be too long (414, 501) once more than
      * max_uri_bytes are here; a few bytes later it is complete or invalid. */
     if (!reader->line_checked && available > limits->max_uri_bytes) {
-        int result = http_parse_request_line(head, available, limits, &reader->request,
-                                             &reader->error);
+        result = http_parse_request_line(head, available, limits, &reader->request,
+                                         &reader->error);
         if (result == HTTP_PARSE_INVALID) {
             return -1;
         }
@@ -265,7 +294,7 @@ static int http_reader_advance(struct http_reader *reader)
         return 1;
     }
     if (reader->header_length == 0) {
-        int result = http_reader_parse_head(reader);
+        int result = http_reader_frame_head(reader);
         if (result <= 0) {
             return result;
         }

@@ -1258,6 +1258,28 @@ Test(http_reader, every_split_of_valid_streams)
     }
 }
 
+Test(http_reader, head_errors_wait_for_the_end_of_the_head)
+{
+    /* A bad field in an unfinished head is reported when the head ends, so that the answer
+     * does not depend on how the stream was cut into reads. */
+    test_http_feed("GET / HTTP/1.1\r\nBad Name: x\r\n");
+    test_http_next_none();
+    cr_assert_eq(http_reader_state(&test_http_reader), HTTP_READER_HEADERS);
+    struct http_error err = {0, NULL};
+    cr_assert_eq(http_reader_feed(&test_http_reader, "\r\n", 2, &err), -1);
+    cr_assert_eq(err.status, 400);
+    cr_assert_str_eq(err.message, "Whitespace before ':' in a header field is not allowed");
+}
+
+Test(http_reader, bare_cr_refused_at_once)
+{
+    struct http_error err = {0, NULL};
+    const char *text = "GET / HTTP/1.1\r\nHost: a\rX";
+    cr_assert_eq(http_reader_feed(&test_http_reader, text, strlen(text), &err), -1);
+    cr_assert_eq(err.status, 400);
+    cr_assert_str_eq(err.message, "A CR must be followed by LF; end lines with CRLF");
+}
+
 Test(http_reader, errors_after_valid_requests)
 {
     test_http_expect_status("GET /ok HTTP/1.1\r\nHost: a\r\n\r\nGET /bad HTTP/9.9\r\n\r\n", 1,
