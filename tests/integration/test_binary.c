@@ -40,6 +40,22 @@ Test(binary, version_and_help)
     cr_assert_eq(test_run(command, output, sizeof(output)), 2);
 }
 
+/* mimalloc must be the allocator of the whole process (it replaces malloc for the libraries
+ * too), which its statistics at exit prove. Sanitizer builds use the C library on purpose. */
+Test(binary, mimalloc_is_the_process_allocator)
+{
+    binary_require();
+    char command[1024];
+    snprintf(command, sizeof(command), "ldd %s", test_binary());
+    test_run(command, output, sizeof(output));
+    if (strstr(output, "libasan") != NULL || strstr(output, "libtsan") != NULL) {
+        cr_skip_test("sanitizer build: allocations go through the sanitizer");
+    }
+    snprintf(command, sizeof(command), "MIMALLOC_SHOW_STATS=1 %s --version 2>&1", test_binary());
+    cr_assert_eq(test_run(command, output, sizeof(output)), 0);
+    cr_assert_not_null(strstr(output, "heap stats:"), "%s", output);
+}
+
 Test(binary, check_config_names_file_line_and_key)
 {
     binary_require();
