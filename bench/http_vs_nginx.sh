@@ -87,8 +87,12 @@ report() { # title, ringmaster figures, nginx figures
     printf '%-12s %12s %10s %10s\n' server req/s p50 p99
     printf '%-12s %12s %10s %10s\n' ringmaster "$rm_rps" "$rm_p50" "$rm_p99"
     printf '%-12s %12s %10s %10s\n' nginx "$ng_rps" "$ng_p50" "$ng_p99"
+    # wrk's percentile table can print 0.00us for pipelined runs (its per-request timer does
+    # not fit 16 responses per request); no ratio is printed from such a figure.
     awk -v a="$rm_rps" -v b="$ng_rps" -v c="$(to_us "$rm_p99")" -v d="$(to_us "$ng_p99")" \
-        'BEGIN { printf "ratio ringmaster/nginx: req/s %.2fx, p99 latency %.2fx (lower is better)\n", a/b, c/d }'
+        'BEGIN { printf "ratio ringmaster/nginx: req/s %.2fx, ", a/b;
+                 if (c > 0 && d > 0) printf "p99 latency %.2fx (lower is better)\n", c/d;
+                 else print "p99 latency n/a (wrk printed no p99)" }'
 }
 
 report "keep-alive, 1 request in flight per connection" \

@@ -1,7 +1,8 @@
-/* Closed-loop state benchmark client: N connections (one thread each), each doing
- * compare-and-swap writes (or reads) on keys of its own, against Ringmaster's HTTP state API
- * or against Redis with the usual Lua CAS script (EVALSHA). The same client code drives both,
- * so the client's own cost is the same on each side.
+/* Closed-loop state benchmark client: N connections driven by one epoll thread, each with one
+ * request in flight, doing compare-and-swap writes (or reads) on keys of its own, against
+ * Ringmaster's HTTP state API or against Redis with the usual Lua CAS script (EVALSHA). The
+ * same client code drives both, so the client's own cost is the same on each side, and one
+ * thread with non-blocking sockets keeps that cost low enough for the server to saturate.
  *
  * usage: state-bench http|redis HOST PORT cas|get CONNECTIONS SECONDS [SHA]
  * prints: ops/s, p50, p99, p999 (microseconds) and the error count. */
@@ -10,12 +11,13 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
-#include <pthread.h>
+#include <fcntl.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -44,11 +46,13 @@ struct bench_worker {
     uint32_t *samples_us;
     uint32_t sample_count;
     uint32_t sample_capacity;
+    int fd;
+    uint64_t started_ns;
     char buffer[BENCH_BUFFER_BYTES];
     size_t buffered;
 };
 
-static volatile int bench_stop;
+static int bench_stop;
 
 static uint64_t bench_now_ns(void)
 {
@@ -83,27 +87,6 @@ static bool bench_send(int fd, const char *data, size_t length)
         length -= (size_t)sent;
     }
     return true;
-}
-
-/* Reads until `complete` says a whole reply is buffered; returns its length or 0. */
-static size_t bench_read(struct bench_worker *worker, int fd,
-                         size_t (*complete)(const char *buffer, size_t length))
-{
-    for (;;) {
-        size_t length = complete(worker->buffer, worker->buffered);
-        if (length > 0) {
-            return length;
-        }
-        if (worker->buffered == sizeof(worker->buffer)) {
-            return 0;
-        }
-        ssize_t got = recv(fd, worker->buffer + worker->buffered,
-                           sizeof(worker->buffer) - worker->buffered, 0);
-        if (got <= 0) {
-            return 0;
-        }
-        worker->buffered += (size_t)got;
-    }
 }
 
 static void bench_consume(struct bench_worker *worker, size_t length)
@@ -212,37 +195,74 @@ static void bench_sample(struct bench_worker *worker, uint64_t started_ns)
     }
 }
 
-static void *bench_worker_run(void *argument)
+/* Sends the connection's next request; false when the socket failed. */
+static bool bench_issue(struct bench_worker *worker)
 {
-    struct bench_worker *worker = argument;
     const struct bench_config *config = worker->config;
-    int fd = bench_connect(config);
     char request[1024];
-    for (uint32_t round = 0; !__atomic_load_n(&bench_stop, __ATOMIC_RELAXED); round++) {
-        uint32_t key = round % BENCH_KEYS_PER_CONNECTION;
-        int length = config->redis ? bench_redis_request(worker, key, request)
-                                   : bench_http_request(worker, key, request);
-        uint64_t started_ns = bench_now_ns();
-        if (!bench_send(fd, request, (size_t)length)) {
-            worker->errors++;
-            break;
-        }
-        size_t reply_length = bench_read(worker, fd, config->redis ? bench_redis_complete
-                                                                   : bench_http_complete);
-        if (reply_length == 0) {
-            worker->errors++;
-            break;
-        }
-        worker->buffer[reply_length - 1] = '\0';
-        bool ok = config->redis ? bench_redis_reply(worker, key, worker->buffer)
-                                : bench_http_reply(worker, key, worker->buffer);
-        bench_consume(worker, reply_length);
-        bench_sample(worker, started_ns);
-        worker->operations += ok;
-        worker->errors += !ok;
+    uint32_t key = (uint32_t)(worker->operations + worker->errors) % BENCH_KEYS_PER_CONNECTION;
+    int length = config->redis ? bench_redis_request(worker, key, request)
+                               : bench_http_request(worker, key, request);
+    worker->started_ns = bench_now_ns();
+    return bench_send(worker->fd, request, (size_t)length);
+}
+
+/* Reads what arrived; on a whole reply, accounts it and issues the next request. Returns
+ * false when the connection is finished (error or stop). */
+static bool bench_on_readable(struct bench_worker *worker)
+{
+    const struct bench_config *config = worker->config;
+    ssize_t got = recv(worker->fd, worker->buffer + worker->buffered,
+                       sizeof(worker->buffer) - worker->buffered, 0);
+    if (got <= 0) {
+        return got < 0 && errno == EAGAIN;
     }
-    close(fd);
-    return NULL;
+    worker->buffered += (size_t)got;
+    size_t length = config->redis ? bench_redis_complete(worker->buffer, worker->buffered)
+                                  : bench_http_complete(worker->buffer, worker->buffered);
+    if (length == 0) {
+        return worker->buffered < sizeof(worker->buffer);
+    }
+    uint32_t key = (uint32_t)(worker->operations + worker->errors) % BENCH_KEYS_PER_CONNECTION;
+    worker->buffer[length - 1] = '\0';
+    bool ok = config->redis ? bench_redis_reply(worker, key, worker->buffer)
+                            : bench_http_reply(worker, key, worker->buffer);
+    bench_consume(worker, length);
+    bench_sample(worker, worker->started_ns);
+    worker->operations += ok;
+    worker->errors += !ok;
+    return !bench_stop && bench_issue(worker);
+}
+
+static void bench_run(struct bench_worker *workers, const struct bench_config *config)
+{
+    int epoll_fd = epoll_create1(0);
+    for (uint32_t i = 0; i < config->connections; i++) {
+        workers[i].fd = bench_connect(config);
+        struct epoll_event event = {.events = EPOLLIN, .data.ptr = &workers[i]};
+        epoll_ctl(epoll_fd, EPOLL_CTL_ADD, workers[i].fd, &event);
+        fcntl(workers[i].fd, F_SETFL, O_NONBLOCK);
+        if (!bench_issue(&workers[i])) {
+            workers[i].errors++;
+        }
+    }
+    uint64_t deadline_ns = bench_now_ns() + (uint64_t)config->seconds * 1000000000ull;
+    struct epoll_event events[BENCH_CONNECTIONS_MAX];
+    while (bench_now_ns() < deadline_ns) {
+        int ready = epoll_wait(epoll_fd, events, BENCH_CONNECTIONS_MAX, 100);
+        for (int i = 0; i < ready; i++) {
+            struct bench_worker *worker = events[i].data.ptr;
+            if (!bench_on_readable(worker)) {
+                worker->errors++;
+                epoll_ctl(epoll_fd, EPOLL_CTL_DEL, worker->fd, NULL);
+            }
+        }
+    }
+    bench_stop = 1;
+    for (uint32_t i = 0; i < config->connections; i++) {
+        close(workers[i].fd);
+    }
+    close(epoll_fd);
 }
 
 static int bench_compare(const void *a, const void *b)
@@ -298,20 +318,14 @@ int main(int argc, char **argv)
         return 2;
     }
     static struct bench_worker workers[BENCH_CONNECTIONS_MAX];
-    pthread_t threads[BENCH_CONNECTIONS_MAX];
-    uint64_t started_ns = bench_now_ns();
     for (uint32_t i = 0; i < config.connections; i++) {
         workers[i].config = &config;
         workers[i].index = i;
         workers[i].sample_capacity = BENCH_SAMPLES_MAX / config.connections;
         workers[i].samples_us = malloc(workers[i].sample_capacity * sizeof(uint32_t));
-        pthread_create(&threads[i], NULL, bench_worker_run, &workers[i]);
     }
-    sleep(config.seconds);
-    __atomic_store_n(&bench_stop, 1, __ATOMIC_RELAXED);
-    for (uint32_t i = 0; i < config.connections; i++) {
-        pthread_join(threads[i], NULL);
-    }
+    uint64_t started_ns = bench_now_ns();
+    bench_run(workers, &config);
     bench_report(workers, &config, (double)(bench_now_ns() - started_ns) / 1e9);
     return 0;
 }
