@@ -15,6 +15,7 @@ LIB_SOURCES := $(filter-out core/main.c,$(wildcard core/*.c net/*.c store/*.c))
 TEST_SOURCES := $(wildcard tests/unit/*.c tests/integration/*.c)
 FUZZ_SOURCES := $(wildcard fuzz/fuzz_*.c)
 BENCH_SOURCES := $(wildcard bench/*.c)
+MOCK_SOURCES := $(wildcard bench/mock*.c)
 HEADERS := $(wildcard core/*.h net/*.h store/*.h tests/*.h tests/unit/*.h tests/tsan/criterion/*.h)
 
 CC ?= cc
@@ -47,7 +48,8 @@ fuzz_LIBS := -fsanitize=fuzzer,address,undefined $(LIBS)
 .PHONY: all help deps test test-unit test-asan test-tsan fuzz fuzz-smoke bench run install \
 	clean ringmaster
 
-all: deps build/release/ringmaster build/release/libringmaster.a build/release/state-bench
+all: deps build/release/ringmaster build/release/libringmaster.a build/release/state-bench \
+	build/release/ringmaster-mock build/release/store-bench
 
 help:
 	@echo "make deps        install missing Debian packages (apt-get)"
@@ -86,9 +88,19 @@ build/$(1)/libringmaster.a: $$(LIB_SOURCES:%.c=build/$(1)/%.o)
 build/$(1)/ringmaster: build/$(1)/core/main.o build/$(1)/libringmaster.a
 	$$($(1)_CC) $$($(1)_CFLAGS) $$^ $$($(1)_LIBS) -o $$@
 
+$$(MOCK_SOURCES:%.c=build/$(1)/%.o): $$(wildcard bench/mock*.h)
+
+build/$(1)/ringmaster-mock: build/$(1)/bench/mock.o \
+		$$(filter-out build/$(1)/bench/mock.o,$$(MOCK_SOURCES:%.c=build/$(1)/%.o)) \
+		build/$(1)/libringmaster.a
+	$$($(1)_CC) $$($(1)_CFLAGS) $$^ $$($(1)_LIBS) -o $$@
+
 build/$(1)/state-bench: bench/state_bench.c
 	@mkdir -p $$(dir $$@)
 	$$($(1)_CC) $$($(1)_CFLAGS) $$< -o $$@
+
+build/$(1)/store-bench: build/$(1)/bench/store_bench.o build/$(1)/libringmaster.a
+	$$($(1)_CC) $$($(1)_CFLAGS) $$^ $$($(1)_LIBS) -o $$@
 
 build/$(1)/ringmaster-tests: $$(TEST_SOURCES:%.c=build/$(1)/%.o) build/$(1)/tests/support.o \
 		$$($(1)_TEST_EXTRA) build/$(1)/libringmaster.a
@@ -126,8 +138,10 @@ fuzz-smoke: fuzz
 		rm -rf $$scratch; tail -1 build/fuzz/$$name.log; \
 	done
 
-test-unit: deps build/release/ringmaster build/release/ringmaster-tests
+test-unit: deps build/release/ringmaster build/release/ringmaster-mock \
+		build/release/ringmaster-tests
 	RINGMASTER_BIN=$(CURDIR)/build/release/ringmaster \
+	RINGMASTER_MOCK=$(CURDIR)/build/release/ringmaster-mock \
 		build/release/ringmaster-tests --jobs 2 --timeout 120
 
 # Sequential, so the test summary and the fuzz results do not interleave.
@@ -135,15 +149,19 @@ test:
 	$(MAKE) test-unit
 	$(MAKE) fuzz-smoke
 
-test-asan: deps build/asan/ringmaster build/asan/ringmaster-tests
+test-asan: deps build/asan/ringmaster build/asan/ringmaster-mock \
+		build/asan/ringmaster-tests
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	RINGMASTER_BIN=$(CURDIR)/build/asan/ringmaster \
+	RINGMASTER_MOCK=$(CURDIR)/build/asan/ringmaster-mock \
 		build/asan/ringmaster-tests --jobs 2 --timeout 300
 
 # Cross-core code: the reactor mailboxes, metrics merging, the store's lock-free readers.
-test-tsan: deps build/tsan/ringmaster build/tsan/ringmaster-tests
+test-tsan: deps build/tsan/ringmaster build/tsan/ringmaster-mock \
+		build/tsan/ringmaster-tests
 	TSAN_OPTIONS="halt_on_error=1 suppressions=$(CURDIR)/tests/tsan.supp" \
 	RINGMASTER_BIN=$(CURDIR)/build/tsan/ringmaster \
+	RINGMASTER_MOCK=$(CURDIR)/build/tsan/ringmaster-mock \
 		build/tsan/ringmaster-tests
 
 bench: all
