@@ -15,7 +15,9 @@
 #include "core/metrics.h"
 #include "core/reactor.h"
 #include "core/rm_assert.h"
+#include "net/dns.h"
 #include "net/http_parse.h"
+#include "net/tls.h"
 #include "net/url.h"
 
 #define HTTP_CLIENT_BUFFER_INITIAL_BYTES (16 * 1024)
@@ -46,6 +48,17 @@ struct http_client_conn {
     bool in_body;
     bool streaming; /* body goes to the SSE parser */
     bool sse_ready;
+    bool close_in_flight;
+    bool resolving;  /* a dns_resolve answer is pending */
+    bool tls_ready;  /* https: the handshake is done and counted */
+    struct tls_conn *tls; /* https only: from the slot's open to its close */
+    struct timer_entry tls_timer; /* https: the handshake, then the first response byte */
+    uint64_t tls_start_ns;
+    uint32_t address_index;
+    uint32_t address_count; /* resolved answers; 0: the upstream's literal address */
+    struct sockaddr_storage addresses[DNS_ADDRESSES_MAX];
+    socklen_t address_lengths[DNS_ADDRESSES_MAX];
+    struct dns_request dns_request;
     struct reactor_op connect_op;
     struct reactor_op send_op;
     struct reactor_op recv_op;
@@ -74,6 +87,9 @@ struct http_client_upstream_metrics {
     int response_seconds;
     int idle;
     int busy;
+    int tls_handshakes[2]; /* full, resumed */
+    int tls_handshake_seconds;
+    int tls_failures[TLS_ERROR_COUNT];
 };
 
 struct http_client_upstream {
@@ -83,6 +99,7 @@ struct http_client_upstream {
     char authority[HTTP_CLIENT_AUTHORITY_BYTES];
     char label[HTTP_CLIENT_NAME_MAX_BYTES + HTTP_CLIENT_AUTHORITY_BYTES + 16];
     struct url url;
+    bool resolve; /* the host is a name: look it up before each connect */
     struct sockaddr_storage address;
     socklen_t address_length;
     struct http_client_conn *conns;
@@ -95,6 +112,8 @@ struct http_client_upstream {
     uint32_t queued;
     struct timer_queue total_queue;
     struct timer_queue idle_queue;
+    struct timer_queue tls_queue;        /* https handshakes */
+    struct timer_queue first_byte_queue; /* https first bytes */
     struct http_client_upstream_metrics metrics;
     struct http_client_upstream_stats stats;
 };
@@ -108,6 +127,9 @@ struct http_client {
     uint32_t in_flight;  /* requests queued or active */
     uint32_t closing;    /* connections with a close under way */
     uint32_t upstream_count;
+    const struct tls_trust *trust;
+    struct dns *dns;
+    struct tls_session_cache sessions; /* this core's, for resumption */
     struct http_client_upstream upstreams[HTTP_CLIENT_UPSTREAMS_MAX];
 };
 
@@ -122,6 +144,8 @@ static void http_client_dispatch(struct http_client_upstream *upstream);
 static void http_client_conn_arm_recv(struct http_client_conn *conn);
 static void http_client_settle(struct http_client *client);
 static size_t http_client_input_limit(const struct http_client_upstream *upstream);
+static void http_client_tls_advance(struct http_client_conn *conn);
+static void http_client_tls_on_recv(struct http_client_conn *conn, int result);
 
 const char *http_client_outcome_name(enum http_client_outcome outcome)
 {
@@ -178,6 +202,47 @@ static int http_client_metrics_init(struct http_client_upstream *upstream)
     metrics->busy = metrics_series(registry, pool, labels);
     failed |= metrics->connect_seconds < 0 || metrics->response_seconds < 0;
     failed |= metrics->idle < 0 || metrics->busy < 0;
+    return failed ? -ENOSPC : 0;
+}
+
+/* Handshakes and failures exist only for https upstreams. */
+static int http_client_tls_metrics_init(struct http_client_upstream *upstream)
+{
+    struct metrics_registry *registry = upstream->client->registry;
+    struct http_client_upstream_metrics *metrics = &upstream->metrics;
+    RM_ASSERT(upstream->url.tls);
+    RM_ASSERT(registry != NULL);
+    int handshakes = metrics_family(registry, "tls_handshakes_total",
+                                    "TLS handshakes with upstreams, full or resumed.",
+                                    METRICS_COUNTER);
+    int seconds = metrics_histogram_family(
+        registry, "upstream_tls_handshake_seconds",
+        "Time from TCP connect to the end of the TLS handshake, per upstream.", 1000, 1e-9);
+    int failures = metrics_family(registry, "tls_failures_total",
+                                  "TLS connections to upstreams that failed, by reason.",
+                                  METRICS_COUNTER);
+    if (handshakes < 0 || seconds < 0 || failures < 0) {
+        return -ENOSPC;
+    }
+    char labels[METRICS_LABELS_MAX];
+    static const char *const kinds[2] = {"full", "resumed"};
+    int failed = 0;
+    for (int kind = 0; kind < 2; kind++) {
+        snprintf(labels, sizeof(labels), "upstream=\"%s\",kind=\"%s\"", upstream->name,
+                 kinds[kind]);
+        metrics->tls_handshakes[kind] = metrics_series(registry, handshakes, labels);
+        failed |= metrics->tls_handshakes[kind] < 0;
+    }
+    metrics->tls_failures[TLS_ERROR_NONE] = -1;
+    for (int reason = TLS_ERROR_NONE + 1; reason < TLS_ERROR_COUNT; reason++) {
+        snprintf(labels, sizeof(labels), "upstream=\"%s\",reason=\"%s\"", upstream->name,
+                 tls_error_name((enum tls_error)reason));
+        metrics->tls_failures[reason] = metrics_series(registry, failures, labels);
+        failed |= metrics->tls_failures[reason] < 0;
+    }
+    snprintf(labels, sizeof(labels), "upstream=\"%s\"", upstream->name);
+    metrics->tls_handshake_seconds = metrics_series(registry, seconds, labels);
+    failed |= metrics->tls_handshake_seconds < 0;
     return failed ? -ENOSPC : 0;
 }
 
@@ -333,27 +398,20 @@ static void http_client_reserve_link(struct reactor *reactor)
     }
 }
 
-static void http_client_conn_release_if_done(struct http_client_conn *conn)
+/* Returns a closed connection's slot to the free list, with its TLS state wiped. */
+static void http_client_conn_free(struct http_client_conn *conn)
 {
-    RM_ASSERT(conn->state == HTTP_CLIENT_CONN_CLOSING);
-    RM_ASSERT(conn->request == NULL);
-    if (conn->connect_in_flight || conn->send_in_flight || conn->recv_in_flight ||
-        conn->poll_in_flight || conn->fd < 0) {
-        return;
-    }
-    struct io_uring_sqe *sqe = reactor_sqe(http_client_reactor(conn), &conn->close_op);
-    io_uring_prep_close(sqe, conn->fd);
-    conn->fd = -1;
-}
-
-static void http_client_conn_on_close(struct reactor_op *op, int result, uint32_t flags)
-{
-    (void)result;
-    (void)flags;
-    struct http_client_conn *conn = http_client_conn_of(op);
     struct http_client_upstream *upstream = conn->upstream;
     RM_ASSERT(conn->state == HTTP_CLIENT_CONN_CLOSING);
     RM_ASSERT(upstream->open > 0 && upstream->client->closing > 0);
+    RM_ASSERT(!conn->resolving && conn->fd < 0);
+    if (conn->tls != NULL) {
+        tls_conn_destroy(conn->tls);
+        rm_free(conn->tls);
+        conn->tls = NULL;
+    }
+    conn->tls_ready = false;
+    conn->close_in_flight = false;
     conn->state = HTTP_CLIENT_CONN_FREE;
     conn->next = upstream->free_list;
     upstream->free_list = conn;
@@ -361,7 +419,39 @@ static void http_client_conn_on_close(struct reactor_op *op, int result, uint32_
     upstream->client->closing--;
     http_client_pool_gauges(upstream);
     upstream->client->dispatch_pending = true; /* a slot is free for a waiting request */
-    http_client_settle(upstream->client);
+}
+
+/* A connection without a socket (it failed before one was made, or while resolving) has
+ * nothing to close and frees its slot at once. */
+static void http_client_conn_release_if_done(struct http_client_conn *conn)
+{
+    RM_ASSERT(conn->state == HTTP_CLIENT_CONN_CLOSING);
+    RM_ASSERT(conn->request == NULL);
+    if (conn->connect_in_flight || conn->send_in_flight || conn->recv_in_flight ||
+        conn->poll_in_flight || conn->close_in_flight) {
+        return;
+    }
+    if (conn->fd < 0) {
+        http_client_conn_free(conn);
+        return;
+    }
+    struct io_uring_sqe *sqe = reactor_sqe(http_client_reactor(conn), &conn->close_op);
+    io_uring_prep_close(sqe, conn->fd);
+    conn->fd = -1;
+    conn->close_in_flight = true;
+}
+
+static void http_client_conn_on_close(struct reactor_op *op, int result, uint32_t flags)
+{
+    (void)result;
+    (void)flags;
+    struct http_client_conn *conn = http_client_conn_of(op);
+    struct http_client *client = conn->upstream->client;
+    RM_ASSERT(conn->close_in_flight);
+    RM_ASSERT(conn->state == HTTP_CLIENT_CONN_CLOSING);
+    conn->close_in_flight = false;
+    http_client_conn_free(conn);
+    http_client_settle(client);
 }
 
 static void http_client_conn_cancel(struct http_client_conn *conn, struct reactor_op *op)
@@ -400,6 +490,11 @@ static void http_client_conn_close(struct http_client_conn *conn)
     conn->state = HTTP_CLIENT_CONN_CLOSING;
     conn->upstream->client->closing++;
     http_client_pool_gauges(conn->upstream);
+    timer_cancel(&conn->tls_timer);
+    if (conn->resolving) {
+        dns_cancel(conn->upstream->client->dns, &conn->dns_request);
+        conn->resolving = false;
+    }
     if (conn->connect_in_flight) {
         http_client_conn_cancel(conn, &conn->connect_op);
     }
@@ -464,6 +559,7 @@ static void http_client_conn_park(struct http_client_conn *conn)
         http_client_conn_close(conn);
         return;
     }
+    timer_cancel(&conn->tls_timer);
     conn->state = HTTP_CLIENT_CONN_IDLE;
     conn->next = upstream->idle_stack;
     upstream->idle_stack = conn;
@@ -478,6 +574,25 @@ static void http_client_conn_park(struct http_client_conn *conn)
 
 /* ---- connecting ---- */
 
+static void http_client_conn_dial(struct http_client_conn *conn);
+
+/* Another resolved address remains after a failed connect: the next one is tried. */
+static bool http_client_conn_try_next(struct http_client_conn *conn, int result)
+{
+    RM_ASSERT(conn->state == HTTP_CLIENT_CONN_CONNECTING);
+    RM_ASSERT(conn->address_count <= DNS_ADDRESSES_MAX);
+    if (result >= 0 || result == -ECANCELED || conn->address_index + 1 >= conn->address_count) {
+        return false;
+    }
+    /* The socket never connected and has no operation left, so close(2) has nothing to flush
+     * and returns at once; a new socket is needed since the next address may be IPv6. */
+    close(conn->fd);
+    conn->fd = -1;
+    conn->address_index++;
+    http_client_conn_dial(conn);
+    return true;
+}
+
 static void http_client_conn_on_connect(struct reactor_op *op, int result, uint32_t flags)
 {
     (void)flags;
@@ -491,6 +606,10 @@ static void http_client_conn_on_connect(struct reactor_op *op, int result, uint3
     }
     RM_ASSERT(conn->state == HTTP_CLIENT_CONN_CONNECTING);
     char message[HTTP_CLIENT_ERROR_BYTES];
+    if (http_client_conn_try_next(conn, result)) {
+        http_client_settle(upstream->client);
+        return;
+    }
     if (result == -ECANCELED) {
         /* Only the linked timeout cancels a connect that we did not close ourselves. */
         snprintf(message, sizeof(message), "no connection within %u ms",
@@ -507,13 +626,20 @@ static void http_client_conn_on_connect(struct reactor_op *op, int result, uint3
         return;
     }
     struct http_client *client = upstream->client;
+    uint64_t now_ns = reactor_clock_ns();
     metrics_observe(client->registry, client->core, upstream->metrics.connect_seconds,
-                    reactor_clock_ns() - conn->connect_start_ns);
+                    now_ns - conn->connect_start_ns);
+    if (conn->tls != NULL) {
+        conn->tls_start_ns = now_ns;
+        timer_arm(&upstream->tls_queue, &conn->tls_timer, reactor_now_ns(client->reactor));
+    }
     conn->state = HTTP_CLIENT_CONN_ACTIVE;
     http_client_conn_start(conn);
+    http_client_settle(client);
 }
 
-static void http_client_conn_connect(struct http_client_conn *conn)
+static void http_client_conn_connect(struct http_client_conn *conn,
+                                     const struct sockaddr_storage *address, socklen_t length)
 {
     struct http_client_upstream *upstream = conn->upstream;
     struct reactor *reactor = upstream->client->reactor;
@@ -525,8 +651,7 @@ static void http_client_conn_connect(struct http_client_conn *conn)
     conn->link_timeout.tv_nsec = (long long)(timeout_ns % 1000000000u);
     http_client_reserve_link(reactor);
     struct io_uring_sqe *sqe = reactor_sqe(reactor, &conn->connect_op);
-    io_uring_prep_connect(sqe, conn->fd, (const struct sockaddr *)&upstream->address,
-                          upstream->address_length);
+    io_uring_prep_connect(sqe, conn->fd, (const struct sockaddr *)address, length);
     sqe->flags |= IOSQE_IO_LINK;
     sqe = reactor_sqe(reactor, NULL);
     io_uring_prep_link_timeout(sqe, &conn->link_timeout, 0);
@@ -534,7 +659,105 @@ static void http_client_conn_connect(struct http_client_conn *conn)
     upstream->stats.connections_opened++;
 }
 
-/* Takes a free slot and starts connecting for `request`. */
+/* Opens a socket for the current address (the literal one, or the resolved one at
+ * address_index) and starts connecting. */
+static void http_client_conn_dial(struct http_client_conn *conn)
+{
+    struct http_client_upstream *upstream = conn->upstream;
+    RM_ASSERT(conn->state == HTTP_CLIENT_CONN_CONNECTING);
+    RM_ASSERT(conn->fd < 0 && conn->request != NULL);
+    const struct sockaddr_storage *address = &upstream->address;
+    socklen_t length = upstream->address_length;
+    if (conn->address_count > 0) {
+        RM_ASSERT(conn->address_index < conn->address_count);
+        address = &conn->addresses[conn->address_index];
+        length = conn->address_lengths[conn->address_index];
+    }
+    int fd = socket(address->ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        char message[HTTP_CLIENT_ERROR_BYTES];
+        snprintf(message, sizeof(message), "socket failed: %s; raise the descriptor limit",
+                 strerror(errno));
+        http_client_conn_fail(conn, HTTP_CLIENT_CONNECT_ERROR, message);
+        return;
+    }
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    conn->fd = fd;
+    http_client_conn_connect(conn, address, length);
+}
+
+static void http_client_conn_on_resolve(struct dns_request *request,
+                                        const struct dns_result *result, void *context)
+{
+    struct http_client_conn *conn = context;
+    struct http_client *client = conn->upstream->client;
+    RM_ASSERT(request == &conn->dns_request);
+    RM_ASSERT(conn->resolving && conn->state == HTTP_CLIENT_CONN_CONNECTING);
+    conn->resolving = false;
+    if (result->error != 0) {
+        http_client_conn_fail(conn, HTTP_CLIENT_CONNECT_ERROR, result->message);
+        http_client_settle(client);
+        return;
+    }
+    RM_ASSERT(result->count >= 1 && result->count <= DNS_ADDRESSES_MAX);
+    conn->address_count = result->count;
+    for (uint32_t i = 0; i < result->count; i++) {
+        conn->addresses[i] = result->addresses[i];
+        conn->address_lengths[i] = result->lengths[i];
+    }
+    http_client_conn_dial(conn);
+    http_client_settle(client);
+}
+
+static void http_client_conn_resolve(struct http_client_conn *conn)
+{
+    struct http_client_upstream *upstream = conn->upstream;
+    struct http_client *client = upstream->client;
+    RM_ASSERT(upstream->resolve && client->dns != NULL);
+    RM_ASSERT(!conn->resolving);
+    int result = dns_resolve(client->dns, client->reactor, upstream->url.host,
+                             upstream->url.port, &conn->dns_request, http_client_conn_on_resolve,
+                             conn);
+    if (result != 0) {
+        http_client_conn_fail(conn, HTTP_CLIENT_CONNECT_ERROR,
+                              result == -EAGAIN
+                                  ? "every name lookup slot is busy; retry later or raise the "
+                                    "resolver's queue depth"
+                                  : "the host name cannot be resolved (empty or too long)");
+        return;
+    }
+    conn->resolving = true;
+}
+
+/* An https connection gets its BearSSL client before it connects; returns false (request
+ * failed) when it cannot have one. */
+static bool http_client_tls_create(struct http_client_upstream *upstream,
+                                   struct http_client_conn *conn,
+                                   struct http_client_request *request)
+{
+    struct http_client *client = upstream->client;
+    RM_ASSERT(conn->tls == NULL);
+    RM_ASSERT(client->trust != NULL);
+    struct tls_conn *tls = rm_malloc(sizeof(*tls));
+    if (tls == NULL) {
+        http_client_fail(request, HTTP_CLIENT_CONNECT_ERROR, "out of memory for TLS state");
+        return false;
+    }
+    int result = tls_conn_init(tls, client->trust, &client->sessions, upstream->url.host);
+    if (result != 0) {
+        http_client_fail(request, result == -ENOMEM ? HTTP_CLIENT_CONNECT_ERROR
+                                                    : HTTP_CLIENT_TLS_ERROR,
+                         "%s", tls_conn_error_message(tls));
+        rm_free(tls);
+        return false;
+    }
+    conn->tls = tls;
+    conn->tls_ready = false;
+    return true;
+}
+
+/* Takes a free slot and starts connecting (or resolving) for `request`. */
 static void http_client_conn_open(struct http_client_upstream *upstream,
                                   struct http_client_request *request)
 {
@@ -543,24 +766,25 @@ static void http_client_conn_open(struct http_client_upstream *upstream,
     RM_ASSERT(request->state == HTTP_CLIENT_REQUEST_QUEUED);
     http_client_queue_remove(upstream, request);
     request->state = HTTP_CLIENT_REQUEST_ACTIVE;
-    int fd = socket(upstream->address.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd < 0) {
-        http_client_fail(request, HTTP_CLIENT_CONNECT_ERROR,
-                         "socket failed: %s; raise the descriptor limit", strerror(errno));
+    if (upstream->url.tls && !http_client_tls_create(upstream, conn, request)) {
         return;
     }
-    int one = 1;
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     upstream->free_list = conn->next;
     conn->next = NULL;
-    conn->fd = fd;
+    conn->fd = -1;
     conn->state = HTTP_CLIENT_CONN_CONNECTING;
     conn->reused = false;
+    conn->address_index = 0;
+    conn->address_count = 0;
     conn->request = request;
     request->conn = conn;
     upstream->open++;
     http_client_pool_gauges(upstream);
-    http_client_conn_connect(conn);
+    if (upstream->resolve) {
+        http_client_conn_resolve(conn);
+    } else {
+        http_client_conn_dial(conn);
+    }
 }
 
 /* Gives waiting requests idle connections, or new ones while the pool has room. */
@@ -678,6 +902,16 @@ static void http_client_conn_on_send(struct reactor_op *op, int result, uint32_t
         return;
     }
     RM_ASSERT(conn->state == HTTP_CLIENT_CONN_ACTIVE);
+    if (result > 0 && conn->tls != NULL) {
+        tls_conn_send_ack(conn->tls, (size_t)result);
+        if (conn->request != NULL) {
+            http_client_tls_advance(conn);
+        } else {
+            http_client_conn_close(conn);
+        }
+        http_client_settle(conn->upstream->client);
+        return;
+    }
     if (result <= 0) {
         if (conn->request != NULL) {
             char message[HTTP_CLIENT_ERROR_BYTES];
@@ -742,6 +976,10 @@ static void http_client_conn_start(struct http_client_conn *conn)
         return;
     }
     http_client_conn_build(conn);
+    if (conn->tls != NULL) {
+        http_client_tls_advance(conn); /* handshake first, unless the connection is reused */
+        return;
+    }
     http_client_conn_flush(conn);
     http_client_conn_arm_recv(conn);
 }
@@ -825,6 +1063,12 @@ static void http_client_conn_complete(struct http_client_conn *conn, bool extra_
     RM_ASSERT(head == (int)conn->head_length);
     bool reusable = conn->head.keep_alive && !extra_bytes && !conn->send_in_flight &&
                     conn->output_sent == conn->output_length;
+    size_t pending = 0;
+    if (conn->tls != NULL &&
+        (tls_conn_closed(conn->tls) || tls_conn_read_buf(conn->tls, &pending) != NULL ||
+         tls_conn_send_buf(conn->tls, &pending) != NULL)) {
+        reusable = false; /* the engine holds bytes beyond this response, or is closed */
+    }
     struct http_client_response response = {
         .outcome = conn->head.status >= 400 ? HTTP_CLIENT_HTTP_ERROR : HTTP_CLIENT_OK,
         .status = conn->head.status,
@@ -993,31 +1237,42 @@ static void http_client_conn_eof(struct http_client_conn *conn, int result)
                                                    : HTTP_CLIENT_CONNECT_ERROR, message);
 }
 
-static void http_client_conn_receive(struct http_client_conn *conn, size_t length)
+/* Parses `length` new bytes at the end of the input. Returns true when the response needs
+ * more bytes and the input has room for them; false when the request ended. */
+static bool http_client_conn_absorb(struct http_client_conn *conn, size_t length)
 {
     RM_ASSERT(conn->request != NULL);
     RM_ASSERT(length > 0);
     conn->input_length += length;
     conn->received_any = true;
     if (!conn->in_body && !http_client_conn_head(conn)) {
-        if (conn->request != NULL && conn->state == HTTP_CLIENT_CONN_ACTIVE) {
-            if (!http_client_input_room(conn)) {
-                http_client_conn_protocol_error(conn, "response head does not fit the buffer");
-                return;
-            }
-            http_client_conn_arm_recv(conn);
+        if (conn->request == NULL || conn->state != HTTP_CLIENT_CONN_ACTIVE) {
+            return false;
         }
-        return;
+        if (!http_client_input_room(conn)) {
+            http_client_conn_protocol_error(conn, "response head does not fit the buffer");
+            return false;
+        }
+        return true;
     }
     if (!http_client_conn_body(conn)) {
-        return;
+        return false;
     }
     if (!http_client_input_room(conn)) {
         http_client_conn_protocol_error(conn, "upstream sent a body larger than "
                                               "limits.max_body_bytes");
-        return;
+        return false;
     }
-    http_client_conn_arm_recv(conn);
+    return true;
+}
+
+static void http_client_conn_receive(struct http_client_conn *conn, size_t length)
+{
+    RM_ASSERT(conn->tls == NULL);
+    RM_ASSERT(conn->state == HTTP_CLIENT_CONN_ACTIVE);
+    if (http_client_conn_absorb(conn, length)) {
+        http_client_conn_arm_recv(conn);
+    }
 }
 
 static void http_client_conn_on_recv(struct reactor_op *op, int result, uint32_t flags)
@@ -1031,12 +1286,212 @@ static void http_client_conn_on_recv(struct reactor_op *op, int result, uint32_t
         http_client_conn_release_if_done(conn);
     } else if (conn->request == NULL) {
         http_client_conn_close(conn); /* a response finished while this read was pending */
+    } else if (conn->tls != NULL) {
+        http_client_tls_on_recv(conn, result);
     } else if (result <= 0) {
         http_client_conn_eof(conn, result);
     } else {
         http_client_conn_receive(conn, (size_t)result);
     }
     http_client_settle(client);
+}
+
+/* ---- https ---- */
+
+static struct http_client_conn *http_client_tls_conn_of(struct timer_entry *entry)
+{
+    struct http_client_conn *conn =
+        (struct http_client_conn *)((char *)entry - offsetof(struct http_client_conn,
+                                                              tls_timer));
+    RM_ASSERT(conn->tls != NULL);
+    RM_ASSERT(conn->state == HTTP_CLIENT_CONN_ACTIVE);
+    return conn;
+}
+
+/* The handshake (armed at connect) or, once it is done, the first response byte (armed when
+ * the request is sealed) took too long. */
+static void http_client_tls_expired(struct timer_entry *entry)
+{
+    struct http_client_conn *conn = http_client_tls_conn_of(entry);
+    struct http_client_upstream *upstream = conn->upstream;
+    RM_ASSERT(conn->request != NULL);
+    RM_ASSERT(!timer_armed(entry));
+    char message[HTTP_CLIENT_ERROR_BYTES];
+    if (conn->tls_ready) {
+        snprintf(message, sizeof(message), "no first byte within %u ms",
+                 upstream->config.first_byte_timeout_ms);
+    } else {
+        snprintf(message, sizeof(message), "TLS handshake not done within %u ms",
+                 upstream->config.tls_timeout_ms);
+    }
+    http_client_conn_fail(conn, HTTP_CLIENT_TIMEOUT, message);
+}
+
+/* Fails the request with the engine's message (it names the host and what to do). */
+static void http_client_tls_failed(struct http_client_conn *conn, enum http_client_outcome outcome)
+{
+    struct http_client_upstream *upstream = conn->upstream;
+    struct http_client *client = upstream->client;
+    enum tls_error error = tls_conn_error(conn->tls);
+    RM_ASSERT(error != TLS_ERROR_NONE && error < TLS_ERROR_COUNT);
+    RM_ASSERT(conn->request != NULL);
+    metrics_add(client->registry, client->core, upstream->metrics.tls_failures[error], 1);
+    char message[HTTP_CLIENT_ERROR_BYTES];
+    snprintf(message, sizeof(message), "%s", tls_conn_error_message(conn->tls));
+    http_client_conn_fail(conn, outcome, message);
+}
+
+static void http_client_tls_established(struct http_client_conn *conn)
+{
+    struct http_client_upstream *upstream = conn->upstream;
+    struct http_client *client = upstream->client;
+    RM_ASSERT(!conn->tls_ready);
+    RM_ASSERT(tls_conn_handshake_done(conn->tls));
+    conn->tls_ready = true;
+    timer_cancel(&conn->tls_timer);
+    int kind = tls_conn_resumed(conn->tls) ? 1 : 0;
+    metrics_add(client->registry, client->core, upstream->metrics.tls_handshakes[kind], 1);
+    metrics_observe(client->registry, client->core, upstream->metrics.tls_handshake_seconds,
+                    reactor_clock_ns() - conn->tls_start_ns);
+}
+
+/* Hands the unsent request bytes to the engine; once all are in, seals the last record and
+ * starts waiting for the first response byte. */
+static void http_client_tls_write(struct http_client_conn *conn)
+{
+    RM_ASSERT(conn->tls_ready);
+    RM_ASSERT(conn->output_sent <= conn->output_length);
+    bool wrote = false;
+    while (conn->output_sent < conn->output_length) {
+        size_t room = 0;
+        unsigned char *target = tls_conn_write_buf(conn->tls, &room);
+        if (target == NULL) {
+            return; /* the engine's buffer is full: the next send ack makes room */
+        }
+        size_t left = conn->output_length - conn->output_sent;
+        size_t taken = left < room ? left : room;
+        memcpy(target, conn->output + conn->output_sent, taken);
+        tls_conn_write_ack(conn->tls, taken);
+        conn->output_sent += taken;
+        wrote = true;
+    }
+    if (wrote) {
+        tls_conn_flush(conn->tls);
+        if (!conn->received_any) {
+            struct http_client_upstream *upstream = conn->upstream;
+            timer_arm(&upstream->first_byte_queue, &conn->tls_timer,
+                      reactor_now_ns(upstream->client->reactor));
+        }
+    }
+}
+
+/* Moves decrypted bytes into the input and parses them. Returns false when the request
+ * ended (response complete, or failed). */
+static bool http_client_tls_read(struct http_client_conn *conn)
+{
+    RM_ASSERT(conn->tls_ready);
+    RM_ASSERT(conn->request != NULL);
+    /* Each pass takes at least one byte of one record, so the loop ends with the record. */
+    for (;;) {
+        size_t ready = 0;
+        unsigned char *source = tls_conn_read_buf(conn->tls, &ready);
+        if (source == NULL) {
+            return true;
+        }
+        RM_ASSERT(conn->input_length < conn->input_capacity);
+        size_t room = conn->input_capacity - conn->input_length;
+        size_t taken = ready < room ? ready : room;
+        memcpy(conn->input + conn->input_length, source, taken);
+        tls_conn_read_ack(conn->tls, taken);
+        timer_cancel(&conn->tls_timer);
+        if (!http_client_conn_absorb(conn, taken)) {
+            return false;
+        }
+    }
+}
+
+/* Keeps one send of pending ciphertext and one recv for the next record in flight. */
+static void http_client_tls_pump(struct http_client_conn *conn)
+{
+    struct reactor *reactor = http_client_reactor(conn);
+    RM_ASSERT(conn->state == HTTP_CLIENT_CONN_ACTIVE);
+    RM_ASSERT(conn->fd >= 0);
+    size_t length = 0;
+    if (!conn->send_in_flight) {
+        unsigned char *bytes = tls_conn_send_buf(conn->tls, &length);
+        if (bytes != NULL) {
+            struct io_uring_sqe *sqe = reactor_sqe(reactor, &conn->send_op);
+            io_uring_prep_send(sqe, conn->fd, bytes, length, MSG_NOSIGNAL);
+            conn->send_in_flight = true;
+        }
+    }
+    if (!conn->recv_in_flight) {
+        unsigned char *bytes = tls_conn_recv_buf(conn->tls, &length);
+        if (bytes != NULL) {
+            struct io_uring_sqe *sqe = reactor_sqe(reactor, &conn->recv_op);
+            io_uring_prep_recv(sqe, conn->fd, bytes, length, 0);
+            conn->recv_in_flight = true;
+        }
+    }
+}
+
+/* Runs after every event on an https connection: notices failures and the end of the
+ * handshake, moves plaintext both ways, then re-arms the transport. */
+static void http_client_tls_advance(struct http_client_conn *conn)
+{
+    struct tls_conn *tls = conn->tls;
+    RM_ASSERT(conn->state == HTTP_CLIENT_CONN_ACTIVE);
+    RM_ASSERT(conn->request != NULL);
+    if (tls_conn_error(tls) != TLS_ERROR_NONE) {
+        http_client_tls_failed(conn, HTTP_CLIENT_TLS_ERROR);
+        return;
+    }
+    if (!conn->tls_ready && tls_conn_handshake_done(tls)) {
+        http_client_tls_established(conn);
+    }
+    if (conn->tls_ready) {
+        http_client_tls_write(conn);
+        if (!http_client_tls_read(conn)) {
+            return;
+        }
+        if (tls_conn_error(tls) != TLS_ERROR_NONE) {
+            http_client_tls_failed(conn, HTTP_CLIENT_TLS_ERROR);
+            return;
+        }
+        if (tls_conn_closed(tls)) {
+            http_client_conn_eof(conn, 0); /* close_notify: an orderly end of the stream */
+            return;
+        }
+    }
+    http_client_tls_pump(conn);
+}
+
+/* The transport ended. Before the handshake that is a TLS failure; after it, a close without
+ * close_notify may have cut the response, so a body framed by the close is refused. */
+static void http_client_tls_eof(struct http_client_conn *conn, int result)
+{
+    RM_ASSERT(result <= 0);
+    RM_ASSERT(conn->request != NULL);
+    tls_conn_recv_eof(conn->tls);
+    enum tls_error error = tls_conn_error(conn->tls);
+    if (error != TLS_ERROR_NONE && (error != TLS_ERROR_TRUNCATED || conn->in_body)) {
+        http_client_tls_failed(conn, conn->tls_ready ? HTTP_CLIENT_PROTOCOL_ERROR
+                                                     : HTTP_CLIENT_TLS_ERROR);
+        return;
+    }
+    http_client_conn_eof(conn, result < 0 ? result : 0);
+}
+
+static void http_client_tls_on_recv(struct http_client_conn *conn, int result)
+{
+    RM_ASSERT(conn->state == HTTP_CLIENT_CONN_ACTIVE);
+    RM_ASSERT(conn->request != NULL);
+    if (result <= 0) {
+        http_client_tls_eof(conn, result);
+        return;
+    }
+    tls_conn_recv_ack(conn->tls, (size_t)result);
+    http_client_tls_advance(conn);
 }
 
 /* ---- the client ---- */
@@ -1049,12 +1504,14 @@ static void http_client_tick(struct reactor *reactor, void *context)
     for (uint32_t i = 0; i < client->upstream_count; i++) {
         timer_queue_expire(&client->upstreams[i].total_queue, now_ns);
         timer_queue_expire(&client->upstreams[i].idle_queue, now_ns);
+        timer_queue_expire(&client->upstreams[i].tls_queue, now_ns);
+        timer_queue_expire(&client->upstreams[i].first_byte_queue, now_ns);
     }
     http_client_settle(client);
 }
 
 int http_client_create(struct reactor *reactor, struct metrics_registry *metrics,
-                       struct http_client **out)
+                       const struct http_client_options *options, struct http_client **out)
 {
     RM_ASSERT(reactor == reactor_current());
     RM_ASSERT(metrics != NULL && out != NULL);
@@ -1065,6 +1522,9 @@ int http_client_create(struct reactor *reactor, struct metrics_registry *metrics
     client->reactor = reactor;
     client->registry = metrics;
     client->core = reactor_index(reactor);
+    client->trust = options != NULL ? options->trust : NULL;
+    client->dns = options != NULL ? options->dns : NULL;
+    tls_session_init(&client->sessions); /* owned by this reactor's thread from here on */
     reactor_hook_add(reactor, (struct reactor_hook){http_client_tick, client});
     *out = client;
     return 0;
@@ -1122,9 +1582,14 @@ static const char *http_client_address(struct http_client_upstream *upstream)
     address->sin_port = htons(url->port);
     upstream->address_length = sizeof(*address);
     const char *host = strcmp(url->host, "localhost") == 0 ? "127.0.0.1" : url->host;
-    return inet_pton(AF_INET, host, &address->sin_addr) == 1
+    if (inet_pton(AF_INET, host, &address->sin_addr) == 1) {
+        return NULL;
+    }
+    upstream->resolve = true;
+    return upstream->client->dns != NULL
                ? NULL
-               : "host names are not resolved by this build; use an IP literal or localhost";
+               : "the host is a name and this client has no resolver; use an IP literal or "
+                 "localhost, or create the client with a dns resolver";
 }
 
 static int http_client_upstream_init(struct http_client_upstream *upstream, char *err,
@@ -1148,6 +1613,10 @@ static int http_client_upstream_init(struct http_client_upstream *upstream, char
                      (uint64_t)config->total_timeout_ms * HTTP_CLIENT_NS_PER_MS);
     timer_queue_init(&upstream->idle_queue,
                      (uint64_t)config->idle_timeout_ms * HTTP_CLIENT_NS_PER_MS);
+    timer_queue_init(&upstream->tls_queue,
+                     (uint64_t)config->tls_timeout_ms * HTTP_CLIENT_NS_PER_MS);
+    timer_queue_init(&upstream->first_byte_queue,
+                     (uint64_t)config->first_byte_timeout_ms * HTTP_CLIENT_NS_PER_MS);
     upstream->conns = rm_calloc(config->max_connections, sizeof(*upstream->conns));
     if (upstream->conns == NULL) {
         snprintf(err, err_size, "upstream %s: out of memory for its connections", upstream->name);
@@ -1163,6 +1632,7 @@ static int http_client_upstream_init(struct http_client_upstream *upstream, char
         conn->poll_op = (struct reactor_op){http_client_conn_on_poll, conn};
         conn->close_op = (struct reactor_op){http_client_conn_on_close, conn};
         timer_entry_init(&conn->idle_timer, http_client_idle_expired);
+        timer_entry_init(&conn->tls_timer, http_client_tls_expired);
         conn->next = upstream->free_list;
         upstream->free_list = conn;
     }
@@ -1196,13 +1666,18 @@ int http_client_add_upstream(struct http_client *client,
         snprintf(err, err_size, "upstream %s: %s", upstream->name, url_error);
         return -EINVAL;
     }
-    if (upstream->url.tls) {
-        snprintf(err, err_size, "upstream %s: this build has no https client; use an "
-                 "http:// URL", upstream->name);
+    if (upstream->url.tls && client->trust == NULL) {
+        snprintf(err, err_size, "upstream %s: an https URL needs trust anchors and this client "
+                 "has none; configure a CA bundle (tls.ca_file) or use an http:// URL",
+                 upstream->name);
         return -EINVAL;
     }
+    if (upstream->config.tls_timeout_ms == 0) {
+        upstream->config.tls_timeout_ms = HTTP_CLIENT_TLS_TIMEOUT_MS_DEFAULT;
+    }
     int result = http_client_upstream_init(upstream, err, err_size);
-    if (result == 0 && http_client_metrics_init(upstream) != 0) {
+    if (result == 0 && (http_client_metrics_init(upstream) != 0 ||
+                        (upstream->url.tls && http_client_tls_metrics_init(upstream) != 0))) {
         snprintf(err, err_size, "upstream %s: the metrics registry is full", upstream->name);
         result = -ENOSPC;
     }
@@ -1347,6 +1822,13 @@ void http_client_destroy(struct http_client *client)
             if (conn->fd >= 0) {
                 close(conn->fd);
             }
+            if (conn->resolving) {
+                dns_cancel(client->dns, &conn->dns_request);
+            }
+            if (conn->tls != NULL) {
+                tls_conn_destroy(conn->tls);
+                rm_free(conn->tls);
+            }
             if (conn->sse_ready) {
                 sse_parser_free(&conn->sse);
             }
@@ -1355,5 +1837,6 @@ void http_client_destroy(struct http_client *client)
         }
         rm_free(upstream->conns);
     }
+    tls_session_clear(&client->sessions); /* master secrets */
     rm_free(client);
 }

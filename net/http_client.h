@@ -13,6 +13,18 @@
  * link_timeout); the total time of a request and the idle time of pooled connections with the
  * reactor's fixed-duration timer queues.
  *
+ * HTTPS: an https:// upstream's connections each own a BearSSL client (net/tls.h, ~33 KB,
+ * allocated when the connection opens and freed when it closes). Ciphertext moves with one
+ * send and one recv in flight per connection; the handshake is bounded by tls_timeout_ms and,
+ * once it is done, the first response byte by first_byte_timeout_ms (both timer queues, since
+ * a handshake spans several reads). Sessions are resumed through this client's own cache. A
+ * server that closes without close_notify truncates the response: a body framed by the close
+ * then fails with HTTP_CLIENT_PROTOCOL_ERROR.
+ *
+ * Names: an upstream host that is not an IP literal or localhost is resolved through
+ * net/dns.h before each new connection (dns caches answers); connects try the answers in
+ * order, at most DNS_ADDRESSES_MAX of them.
+ *
  * Pools: an upstream has at most max_connections connections on this reactor. A request takes
  * an idle connection (most recently used first), or opens a new one, or waits in a FIFO of at
  * most max_queued requests; beyond that http_client_send refuses it at once. A connection
@@ -40,6 +52,7 @@
 #include "core/timer.h"
 #include "net/http_response_parse.h"
 #include "net/sse.h"
+#include "net/tls_trust.h"
 
 #define HTTP_CLIENT_UPSTREAMS_MAX 64
 #define HTTP_CLIENT_CONNECTIONS_MAX 4096 /* per upstream and reactor */
@@ -48,18 +61,20 @@
 #define HTTP_CLIENT_ERROR_BYTES 640
 #define HTTP_CLIENT_HEADERS_MAX 64       /* caller headers per request */
 #define HTTP_CLIENT_REQUEST_MAX_BYTES (64u * 1024 * 1024) /* request head plus body */
+#define HTTP_CLIENT_TLS_TIMEOUT_MS_DEFAULT 10000
 
 struct reactor;
 struct metrics_registry;
+struct dns;
 struct http_client;
 struct http_client_conn;
 
 enum http_client_outcome {
     HTTP_CLIENT_OK,             /* a complete response with status < 400 */
     HTTP_CLIENT_HTTP_ERROR,     /* a complete response with status >= 400 */
-    HTTP_CLIENT_TIMEOUT,        /* connect, first byte or total */
-    HTTP_CLIENT_CONNECT_ERROR,  /* refused, unreachable, reset before any response byte */
-    HTTP_CLIENT_TLS_ERROR,      /* reserved for https upstreams; not produced by this build */
+    HTTP_CLIENT_TIMEOUT,        /* connect, TLS handshake, first byte or total */
+    HTTP_CLIENT_CONNECT_ERROR,  /* unresolvable, refused, unreachable, reset before a byte */
+    HTTP_CLIENT_TLS_ERROR,      /* https: handshake, certificate or record layer failure */
     HTTP_CLIENT_PROTOCOL_ERROR, /* malformed, oversized or truncated response */
     HTTP_CLIENT_REJECTED,       /* the upstream's wait queue was full (from http_client_send) */
     HTTP_CLIENT_CANCELLED,      /* counted in metrics only; no callback runs */
@@ -68,7 +83,7 @@ enum http_client_outcome {
 
 struct http_client_upstream_config {
     const char *name; /* metric label and error prefix, [A-Za-z0-9_.-], < NAME_MAX_BYTES */
-    const char *url;  /* http://host[:port][/prefix]; https:// is refused by this build */
+    const char *url;  /* http[s]://host[:port][/prefix] */
     uint32_t max_connections;
     uint32_t max_idle;
     uint32_t max_queued;
@@ -76,6 +91,7 @@ struct http_client_upstream_config {
     uint32_t connect_timeout_ms;
     uint32_t first_byte_timeout_ms; /* from the request's send to the first response byte */
     uint32_t total_timeout_ms;      /* from http_client_send to the end of the response */
+    uint32_t tls_timeout_ms;        /* https: connect to handshake done; 0: the default */
     struct http_response_limits limits;
     uint32_t max_event_bytes;       /* data of one SSE event */
 };
@@ -131,14 +147,25 @@ struct http_client_upstream_stats {
     uint32_t queued;
 };
 
+/* What the client borrows from the caller; both must outlive the client. */
+struct http_client_options {
+    /* Trust anchors for https upstreams, loaded on the main thread (tls_trust_load) and
+     * shared read-only by every core. NULL: https upstreams are refused. */
+    const struct tls_trust *trust;
+    /* The resolver, attached to this reactor (dns_reactor_attach). NULL: host names other
+     * than localhost are refused. */
+    struct dns *dns;
+};
+
 /* Creates this reactor's client. Metrics are registered in `metrics`, written as this
- * reactor's core. Returns 0 or -ENOMEM / -ENOSPC (metrics registry full). */
+ * reactor's core. `options` may be NULL (plain http to IP literals and localhost only).
+ * Returns 0 or -ENOMEM / -ENOSPC (metrics registry full). */
 int http_client_create(struct reactor *reactor, struct metrics_registry *metrics,
-                       struct http_client **out);
+                       const struct http_client_options *options, struct http_client **out);
 
 /* Registers an upstream; returns its id (>= 0), or -EINVAL with a message in err (bad URL,
- * bad name, a limit out of range, a host name while no resolver is available), -ENOSPC
- * (HTTP_CLIENT_UPSTREAMS_MAX reached) or -ENOMEM. */
+ * bad name, a limit out of range, a host name without a resolver, an https URL without trust
+ * anchors), -ENOSPC (HTTP_CLIENT_UPSTREAMS_MAX reached) or -ENOMEM. */
 int http_client_add_upstream(struct http_client *client,
                              const struct http_client_upstream_config *config, char *err,
                              size_t err_size);

@@ -114,7 +114,7 @@ static void test_client_send(uint32_t index)
 static int test_client_setup(struct reactor *reactor, void *context)
 {
     (void)context;
-    cr_assert_eq(http_client_create(reactor, scenario.metrics, &scenario.client), 0);
+    cr_assert_eq(http_client_create(reactor, scenario.metrics, NULL, &scenario.client), 0);
     scenario.config.url = scenario.url;
     scenario.upstream_id = http_client_add_upstream(scenario.client, &scenario.config,
                                                     scenario.add_error,
