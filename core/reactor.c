@@ -52,6 +52,7 @@ struct reactor {
     uint32_t index;
     bool deferred_taskrun;
     bool stopping_seen;
+    bool keep_awake;
     uint64_t now_ns;
     uint64_t drain_deadline_ns;
     uint32_t hook_count;
@@ -147,6 +148,12 @@ struct io_uring_sqe *reactor_sqe(struct reactor *reactor, struct reactor_op *op)
     }
     io_uring_sqe_set_data(sqe, op);
     return sqe;
+}
+
+void reactor_keep_awake(struct reactor *reactor)
+{
+    RM_ASSERT(reactor == reactor_current_value);
+    reactor->keep_awake = true;
 }
 
 void reactor_hook_add(struct reactor *reactor, struct reactor_hook hook)
@@ -307,7 +314,13 @@ static void reactor_loop(struct reactor *reactor)
         reactor_send_wakes(reactor);
         reactor_stat_add(&reactor->stats.loops, 1);
         struct io_uring_cqe *cqe = NULL;
-        int result = io_uring_submit_and_wait_timeout(&reactor->ring, &cqe, 1, &tick, NULL);
+        int result;
+        if (reactor->keep_awake) {
+            reactor->keep_awake = false;
+            result = io_uring_submit_and_get_events(&reactor->ring);
+        } else {
+            result = io_uring_submit_and_wait_timeout(&reactor->ring, &cqe, 1, &tick, NULL);
+        }
         if (result < 0 && result != -ETIME && result != -EINTR && result != -EBUSY &&
             result != -EAGAIN) {
             log_error("io_uring_submit_and_wait_timeout failed", "error", strerror(-result));

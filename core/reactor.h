@@ -78,6 +78,10 @@ uint64_t reactor_now_ns(const struct reactor *reactor);
 /* Fresh monotonic time in nanoseconds (a clock_gettime call). */
 uint64_t reactor_clock_ns(void);
 
+/* Asks for the next loop iteration to come at once instead of sleeping until a completion
+ * or the tick: for work a hook queued for itself (callbacks deferred to the next tick). */
+void reactor_keep_awake(struct reactor *reactor);
+
 /* Registers a hook run once per loop iteration; only before the group starts, or from the
  * reactor's own thread. */
 void reactor_hook_add(struct reactor *reactor, struct reactor_hook hook);

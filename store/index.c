@@ -156,7 +156,7 @@ struct store_entry *store_index_insert(struct store_index *index, const uint8_t 
                                        uint16_t key_length, uint64_t hash)
 {
     RM_ASSERT(key_length >= 1 && key_length <= STORE_FULL_KEY_MAX);
-    RM_ASSERT(store_index_find(index, key, key_length, hash) == NULL);
+    RM_DEBUG_ASSERT(store_index_find(index, key, key_length, hash) == NULL);
     if (store_index_full(index)) {
         return NULL;
     }

@@ -21,7 +21,7 @@
 #define STORE_PATH_MAX (CONFIG_PATH_MAX + 64)
 #define STORE_SEGMENTS_MAX 1024u        /* per shard, sealed and active */
 #define STORE_BATCH_BYTES (4u << 20)    /* group-commit buffer, plus one largest record */
-#define STORE_BATCH_RECORDS_MAX 8192u   /* records per batch (the undo log's size) */
+#define STORE_BATCH_RECORDS_MAX 32768u  /* records per batch (the undo log's size) */
 #define STORE_BATCH_RUNS_MAX 2u         /* a batch spans at most one segment roll */
 #define STORE_BATCH_SYNCS_MAX 8u        /* fdatasyncs per batch: dirty segments + directory */
 #define STORE_COMPACT_SLICE_BYTES (256u << 10) /* read per tick by compaction */
