@@ -49,7 +49,7 @@ fuzz_LIBS := -fsanitize=fuzzer,address,undefined $(LIBS)
 	clean ringmaster
 
 all: deps build/release/ringmaster build/release/libringmaster.a build/release/state-bench \
-	build/release/ringmaster-mock build/release/store-bench
+	build/release/ringmaster-mock build/release/store-bench build/release/client-bench
 
 help:
 	@echo "make deps        install missing Debian packages (apt-get)"
@@ -100,6 +100,9 @@ build/$(1)/state-bench: bench/state_bench.c
 	$$($(1)_CC) $$($(1)_CFLAGS) $$< -o $$@
 
 build/$(1)/store-bench: build/$(1)/bench/store_bench.o build/$(1)/libringmaster.a
+	$$($(1)_CC) $$($(1)_CFLAGS) $$^ $$($(1)_LIBS) -o $$@
+
+build/$(1)/client-bench: build/$(1)/bench/client_bench.o build/$(1)/libringmaster.a
 	$$($(1)_CC) $$($(1)_CFLAGS) $$^ $$($(1)_LIBS) -o $$@
 
 build/$(1)/ringmaster-tests: $$(TEST_SOURCES:%.c=build/$(1)/%.o) build/$(1)/tests/support.o \

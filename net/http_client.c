@@ -43,6 +43,7 @@ struct http_client_conn {
     bool send_in_flight;
     bool recv_in_flight;
     bool poll_in_flight;
+    bool poll_stale;
     bool received_any; /* a byte of the current response arrived */
     bool reused;
     bool in_body;
@@ -540,6 +541,14 @@ static void http_client_conn_on_poll(struct reactor_op *op, int result, uint32_t
     struct http_client_conn *conn = http_client_conn_of(op);
     RM_ASSERT(conn->poll_in_flight);
     conn->poll_in_flight = false;
+    if (conn->poll_stale && conn->state == HTTP_CLIENT_CONN_IDLE) {
+        conn->poll_stale = false;
+        struct io_uring_sqe *sqe = reactor_sqe(conn->upstream->client->reactor, &conn->poll_op);
+        io_uring_prep_poll_add(sqe, conn->fd, POLLIN | POLLRDHUP);
+        conn->poll_in_flight = true;
+        return;
+    }
+    conn->poll_stale = false;
     if (conn->state == HTTP_CLIENT_CONN_IDLE) {
         /* An idle connection became readable: the server closed it (or sent bytes nobody
          * asked for); either way it cannot carry a request. */
@@ -566,9 +575,14 @@ static void http_client_conn_park(struct http_client_conn *conn)
     upstream->idle++;
     timer_arm(&upstream->idle_queue, &conn->idle_timer,
               reactor_now_ns(upstream->client->reactor));
-    struct io_uring_sqe *sqe = reactor_sqe(upstream->client->reactor, &conn->poll_op);
-    io_uring_prep_poll_add(sqe, conn->fd, POLLIN | POLLRDHUP);
-    conn->poll_in_flight = true;
+    if (conn->poll_in_flight) {
+        /* The poll cancelled at dispatch has not completed yet: arm again when it does. */
+        conn->poll_stale = true;
+    } else {
+        struct io_uring_sqe *sqe = reactor_sqe(upstream->client->reactor, &conn->poll_op);
+        io_uring_prep_poll_add(sqe, conn->fd, POLLIN | POLLRDHUP);
+        conn->poll_in_flight = true;
+    }
     http_client_pool_gauges(upstream);
 }
 

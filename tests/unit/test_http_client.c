@@ -19,7 +19,7 @@
 #include "net/http_client.h"
 #include "tests/support.h"
 
-#define TEST_CLIENT_REQUESTS_MAX 8
+#define TEST_CLIENT_REQUESTS_MAX 64
 
 struct test_client_result {
     bool done;
@@ -415,4 +415,27 @@ Test(http_client, pool_limit_queues_then_rejects)
     }
     cr_assert_eq(scenario.stats.connections_opened, 1);
     cr_assert_eq(scenario.stats.connections_reused, 1);
+}
+
+/* Queued requests take the parked connection at once, so its idle poll is cancelled while the
+ * next response may already be complete: the cancelled poll's late completion must neither
+ * close the healthy connection nor trip over a newly armed poll. */
+Test(http_client, back_to_back_queued_requests_share_one_connection)
+{
+    struct test_engine engine;
+    test_engine_start(&engine, 1, "");
+    for (int round = 0; round < 30; round++) {
+        test_client_prepare(engine.port, TEST_CLIENT_REQUESTS_MAX);
+        scenario.config.max_connections = 1;
+        scenario.config.max_idle = 1;
+        scenario.config.max_queued = TEST_CLIENT_REQUESTS_MAX;
+        scenario.path = "/healthz";
+        test_client_run();
+        for (int i = 0; i < TEST_CLIENT_REQUESTS_MAX; i++) {
+            cr_assert_eq(scenario.results[i].outcome, HTTP_CLIENT_OK, "round %d request %d: %s",
+                         round, i, scenario.results[i].error);
+        }
+        cr_assert_eq(scenario.stats.connections_opened, 1, "round %d", round);
+    }
+    test_engine_stop(&engine);
 }

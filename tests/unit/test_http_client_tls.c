@@ -1,8 +1,9 @@
 /* The outbound client over https and to named hosts, on a real reactor. TLS tests generate a
  * throwaway PKI with the openssl CLI in a temporary directory (a CA; leaf certificates for
  * localhost, for another name, from an unknown CA and expired) and talk to a real
- * `openssl s_server -www`, killed when the test ends. DNS tests resolve the machine's own
- * host name (offline, through /etc/hosts) and a .invalid name that never resolves. */
+ * `openssl s_server -www` (which closes every connection) or, for keep-alive, to nginx; the
+ * server is killed when the test ends. DNS tests resolve the machine's own host name (offline,
+ * through /etc/hosts) and a .invalid name that never resolves. */
 
 #include <arpa/inet.h>
 #include <criterion/criterion.h>
@@ -17,6 +18,7 @@
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/time.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -367,6 +369,94 @@ Test(http_client_tls, a_valid_chain_returns_200_and_the_next_connection_resumes)
                              "kind=\"resumed\"} 1");
     tls_client_expect_metric("ringmaster_upstream_tls_handshake_seconds_count{"
                              "upstream=\"test-up\"} 2");
+}
+
+/* nginx in the foreground as one process (master_process off), so that killing the pid the
+ * fixture holds ends it; everything it writes stays under `prefix`. */
+static const char tls_client_nginx_conf[] =
+    "master_process off;\n"
+    "daemon off;\n"
+    "pid %1$s/nginx.pid;\n"
+    "error_log %1$s/error.log warn;\n"
+    "events { worker_connections 64; }\n"
+    "http {\n"
+    "    access_log off;\n"
+    "    client_body_temp_path %1$s/body;\n"
+    "    proxy_temp_path %1$s/proxy;\n"
+    "    fastcgi_temp_path %1$s/fastcgi;\n"
+    "    uwsgi_temp_path %1$s/uwsgi;\n"
+    "    scgi_temp_path %1$s/scgi;\n"
+    "    keepalive_timeout 30s;\n"
+    "    server {\n"
+    "        listen 127.0.0.1:%2$u ssl;\n"
+    "        ssl_certificate %3$s/good.crt;\n"
+    "        ssl_certificate_key %3$s/leaf.key;\n"
+    "        ssl_protocols TLSv1.2;\n"
+    "        location / { return 200 \"ok\"; }\n"
+    "    }\n"
+    "}\n";
+
+/* Starts nginx serving TLS with keep-alive on a free port and waits until it listens. */
+static void tls_client_nginx_start(void)
+{
+    char prefix[128], conf_path[160], log_path[160];
+    tls_client_path(prefix, sizeof(prefix), "nginx");
+    cr_assert_eq(mkdir(prefix, 0700), 0);
+    snprintf(conf_path, sizeof(conf_path), "%s/nginx.conf", prefix);
+    snprintf(log_path, sizeof(log_path), "%s/error.log", prefix);
+    int probe = tls_client_listen(&fixture.port);
+    close(probe);
+    FILE *file = fopen(conf_path, "w");
+    cr_assert_not_null(file);
+    fprintf(file, tls_client_nginx_conf, prefix, fixture.port, fixture.directory);
+    cr_assert_eq(fclose(file), 0);
+    pid_t child = fork();
+    cr_assert_geq(child, 0);
+    if (child == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        int log_fd = open(log_path, O_WRONLY | O_CREAT | O_APPEND, 0600);
+        int null_fd = open("/dev/null", O_RDONLY);
+        dup2(null_fd, STDIN_FILENO);
+        dup2(log_fd, STDOUT_FILENO);
+        dup2(log_fd, STDERR_FILENO);
+        execlp("nginx", "nginx", "-p", prefix, "-e", log_path, "-c", conf_path, (char *)NULL);
+        _exit(127);
+    }
+    fixture.server = child;
+    for (int waited_ms = 0; waited_ms < TLS_CLIENT_WAIT_MS_MAX; waited_ms += 20) {
+        if (tls_client_server_up(fixture.port)) {
+            return;
+        }
+        cr_assert_eq(waitpid(child, NULL, WNOHANG), 0, "nginx exited; see %s", log_path);
+        usleep(20 * 1000);
+    }
+    cr_assert_fail("nginx did not listen on port %u; see %s", fixture.port, log_path);
+}
+
+/* s_server -www closes every connection, so keep-alive over TLS needs a real server. */
+Test(http_client_tls, two_sequential_requests_reuse_one_tls_connection)
+{
+    tls_client_nginx_start();
+    char url[64];
+    snprintf(url, sizeof(url), "https://localhost:%u", fixture.port);
+    tls_client_prepare(url, 2);
+    scenario.config.max_idle = 1;
+    tls_client_run();
+    cr_assert_eq(scenario.upstream_id, 0, "%s", scenario.add_error);
+    for (int i = 0; i < 2; i++) {
+        struct tls_client_result *result = &scenario.results[i];
+        cr_assert_eq(result->outcome, HTTP_CLIENT_OK, "request %d: %s", i, result->error);
+        cr_assert_eq(result->status, 200);
+        cr_assert_str_eq(result->body, "ok");
+    }
+    cr_assert_eq(scenario.completed, 2);
+    cr_assert_eq(scenario.stats.connections_opened, 1);
+    cr_assert_eq(scenario.stats.connections_reused, 1);
+    tls_client_expect_metric("ringmaster_upstream_connect_seconds_count{upstream=\"test-up\"} 1");
+    tls_client_expect_metric("ringmaster_tls_handshakes_total{upstream=\"test-up\","
+                             "kind=\"full\"} 1");
+    tls_client_expect_metric("ringmaster_tls_handshakes_total{upstream=\"test-up\","
+                             "kind=\"resumed\"} 0");
 }
 
 Test(http_client_tls, an_ip_literal_host_fails_with_name_mismatch)
