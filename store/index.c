@@ -120,6 +120,14 @@ int store_index_init(struct store_index *index)
     return 0;
 }
 
+bool store_index_reserve(struct store_index *index, uint32_t keys)
+{
+    RM_ASSERT(index != NULL);
+    RM_ASSERT(keys <= STORE_INDEX_KEYS_MAX);
+    /* ck_hs doubles once its entries pass half its slots: twice the keys holds them all. */
+    return ck_hs_grow(&index->set, (unsigned long)keys * 2);
+}
+
 void store_index_destroy(struct store_index *index)
 {
     RM_ASSERT(index != NULL);

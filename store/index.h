@@ -80,6 +80,9 @@ uint64_t store_index_hash(const uint8_t *key, size_t length);
 void store_index_writer_set(ck_epoch_record_t *record);
 
 int store_index_init(struct store_index *index);
+/* Owner only: sizes the table for `keys` at once, so that loading them does not rehash it
+ * again and again. False when out of memory; the table then still grows on demand. */
+bool store_index_reserve(struct store_index *index, uint32_t keys);
 /* Frees every entry and snapshot; no reader may be active. */
 void store_index_destroy(struct store_index *index);
 

@@ -20,7 +20,15 @@ struct store_recover_context {
     struct store_shard *shard;
     struct store_segment *segment;
     uint64_t records;
+    uint64_t base; /* segment offset of the scan window's first byte */
 };
+
+/* Segments are scanned through one reused window rather than read whole: a fresh buffer the
+ * size of a segment costs a copy plus a page fault per page. A record larger than the
+ * window grows it, up to STORE_RECORD_MAX. */
+#define STORE_RECOVER_WINDOW_BYTES (4u << 20)
+/* Record bytes per key assumed when sizing the index for a segment without a hint. */
+#define STORE_RECOVER_SCAN_BYTES_PER_KEY 128u
 
 /* Later wins: a higher version, or the same version at a later place (a compaction copy). */
 static bool store_recover_newer(const struct store_snapshot *candidate,
@@ -73,7 +81,7 @@ static int store_recover_record(void *context, const struct store_record *record
     struct store_snapshot fields = {
         .version = record->version,
         .expiry_unix_ns = record->expiry_unix_ns,
-        .offset = offset,
+        .offset = recover->base + offset,
         .segment_id = recover->segment->id,
         .record_length = length,
         .value_length = record->value_length,
@@ -100,6 +108,20 @@ static int store_recover_hint_entry(void *context, const struct store_hint_entry
     return store_recover_apply(recover->shard, &fields, entry->key, entry->key_length, NULL);
 }
 
+/* Reads exactly length bytes at offset. */
+static int store_recover_pread(int fd, uint8_t *buffer, size_t length, uint64_t offset)
+{
+    size_t done = 0;
+    while (done < length) {
+        ssize_t got = pread(fd, buffer + done, length - done, (off_t)(offset + done));
+        if (got <= 0) {
+            return got < 0 ? -errno : -EIO;
+        }
+        done += (size_t)got;
+    }
+    return 0;
+}
+
 /* Reads a whole file; *image is NULL for an empty file. */
 static int store_recover_read(int fd, uint64_t length, uint8_t **image)
 {
@@ -111,15 +133,10 @@ static int store_recover_read(int fd, uint64_t length, uint8_t **image)
     if (buffer == NULL) {
         return -ENOMEM;
     }
-    uint64_t done = 0;
-    while (done < length) {
-        ssize_t got = pread(fd, buffer + done, length - done, (off_t)done);
-        if (got <= 0) {
-            int error = got < 0 ? -errno : -EIO;
-            rm_free(buffer);
-            return error;
-        }
-        done += (uint64_t)got;
+    int result = store_recover_pread(fd, buffer, length, 0);
+    if (result != 0) {
+        rm_free(buffer);
+        return result;
     }
     *image = buffer;
     return 0;
@@ -144,19 +161,71 @@ static void store_recover_truncate(struct store_shard *shard, struct store_segme
                     (int64_t)(size - good));
 }
 
+/* Scans [0, size) window by window. A record cut by the window's end is carried to the
+ * front of the next window, so every record is decoded whole exactly as in a one-piece
+ * scan: the good prefix, its stop reason and the CRC checks do not depend on the window.
+ * Returns 0 with *good and *reason set, or a negative errno from reading. */
+static int store_recover_windows(struct store_recover_context *recover, uint64_t size,
+                                 uint64_t *good, int *reason)
+{
+    recover->base = 0;
+    *good = 0;
+    *reason = 0;
+    if (size == 0) {
+        return 0;
+    }
+    size_t capacity = size < STORE_RECOVER_WINDOW_BYTES ? (size_t)size
+                                                        : STORE_RECOVER_WINDOW_BYTES;
+    uint8_t *buffer = rm_malloc(capacity);
+    size_t filled = 0;
+    int result = buffer == NULL ? -ENOMEM : 0;
+    while (result == 0 && recover->base + filled < size) {
+        uint64_t left = size - recover->base - filled;
+        size_t want = left < capacity - filled ? (size_t)left : capacity - filled;
+        result = store_recover_pread(recover->segment->fd, buffer + filled, want,
+                                     recover->base + filled);
+        if (result != 0) {
+            break;
+        }
+        filled += want;
+        uint64_t used = store_record_scan(buffer, filled, store_recover_record, recover, reason);
+        *good = recover->base + used;
+        bool at_end = recover->base + filled == size;
+        if (*reason != 0 && (*reason != STORE_RECORD_SHORT || at_end)) {
+            break; /* a real stop: corrupt, torn at the end of the file, or refused */
+        }
+        memmove(buffer, buffer + used, filled - (size_t)used);
+        filled -= (size_t)used;
+        recover->base = *good;
+        if (filled == capacity) {
+            /* One record larger than the window: decode said short, not corrupt, so its
+             * header is sane and it fits in STORE_RECORD_MAX. */
+            RM_ASSERT(capacity < STORE_RECORD_MAX);
+            size_t grown = capacity * 2 < STORE_RECORD_MAX ? capacity * 2 : STORE_RECORD_MAX;
+            uint8_t *bigger = rm_realloc(buffer, grown);
+            if (bigger == NULL) {
+                result = -ENOMEM;
+                break;
+            }
+            buffer = bigger;
+            capacity = grown;
+        }
+    }
+    rm_free(buffer);
+    return result;
+}
+
 static int store_recover_scan(struct store_recover_context *recover, uint64_t size)
 {
     struct store_segment *segment = recover->segment;
-    uint8_t *image = NULL;
-    int result = store_recover_read(segment->fd, size, &image);
+    uint64_t good = 0;
+    int reason = 0;
+    int result = store_recover_windows(recover, size, &good, &reason);
     if (result != 0) {
         log_error("store: cannot read a segment at recovery", "file", segment->path, "error",
                   strerror(-result));
         return result;
     }
-    int reason = 0;
-    uint64_t good = store_record_scan(image, size, store_recover_record, recover, &reason);
-    rm_free(image);
     if (reason != 0 && reason != STORE_RECORD_SHORT && reason != STORE_RECORD_CORRUPT) {
         return reason; /* the index refused: out of memory or full */
     }
@@ -230,6 +299,57 @@ static int store_recover_list(struct store_shard *shard, uint32_t *ids, uint32_t
     closedir(directory);
     qsort(ids, *count, sizeof(ids[0]), store_recover_compare_ids);
     return result;
+}
+
+/* Sets *keys to the entry count a hint header claims, bounded by what the file's size can
+ * hold. False when there is no readable hint. An estimate only: the hint is validated when
+ * it is loaded. */
+static bool store_recover_hint_keys(const struct store_shard *shard, uint32_t id,
+                                    uint64_t *keys)
+{
+    char name[64];
+    snprintf(name, sizeof(name), STORE_SEGMENT_HINT_FORMAT, id);
+    int fd = openat(shard->directory_fd, name, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        return false;
+    }
+    uint8_t header[STORE_HINT_HEADER_BYTES];
+    struct stat status;
+    bool found = fstat(fd, &status) == 0 &&
+                 store_recover_pread(fd, header, sizeof(header), 0) == 0;
+    close(fd);
+    if (found) {
+        uint64_t claimed = (uint64_t)header[12] | (uint64_t)header[13] << 8 |
+                           (uint64_t)header[14] << 16 | (uint64_t)header[15] << 24;
+        uint64_t fit = ((uint64_t)status.st_size - STORE_HINT_HEADER_BYTES) /
+                       STORE_HINT_ENTRY_BYTES;
+        *keys = claimed < fit ? claimed : fit;
+    }
+    return found;
+}
+
+/* An upper bound on the keys the shard's files hold, to size the index once. Sealed
+ * segments count their hint's entries; a segment that will be scanned counts one key per
+ * STORE_RECOVER_SCAN_BYTES_PER_KEY, which real records rarely undercut (a tiny-record
+ * segment only makes the table grow on demand as it did without the estimate). */
+static uint32_t store_recover_estimate(const struct store_shard *shard, const uint32_t *ids,
+                                       uint32_t count)
+{
+    uint64_t keys = 0;
+    for (uint32_t i = 0; i < count && keys < STORE_INDEX_KEYS_MAX; i++) {
+        uint64_t hinted = 0;
+        if (i + 1 < count && store_recover_hint_keys(shard, ids[i], &hinted)) {
+            keys += hinted;
+            continue;
+        }
+        char name[64];
+        struct stat status;
+        snprintf(name, sizeof(name), STORE_SEGMENT_NAME_FORMAT, ids[i]);
+        if (fstatat(shard->directory_fd, name, &status, 0) == 0) {
+            keys += (uint64_t)status.st_size / STORE_RECOVER_SCAN_BYTES_PER_KEY;
+        }
+    }
+    return keys < STORE_INDEX_KEYS_MAX ? (uint32_t)keys : STORE_INDEX_KEYS_MAX;
 }
 
 static int store_recover_segment(struct store_shard *shard, uint32_t id, bool last,
@@ -315,6 +435,10 @@ int store_recover(struct store_shard *shard)
     }
     if (result == 0) {
         result = store_recover_list(shard, ids, &count);
+    }
+    if (result == 0) {
+        /* Best effort: without the room the table grows on demand while loading. */
+        (void)store_index_reserve(&shard->keys, store_recover_estimate(shard, ids, count));
     }
     uint64_t records = 0;
     for (uint32_t i = 0; i < count && result == 0; i++) {
