@@ -7,14 +7,11 @@ VERSION := 0.1.0
 
 DEB_PACKAGES := build-essential clang libclang-rt-14-dev liburing-dev libmimalloc-dev \
 	libbearssl-dev libck-dev libjansson-dev libcriterion-dev pkg-config curl wrk nginx-light \
-	openssl redis-server gnuplot-nox python3
-# dpkg names that prove each package above is present (nginx-light provides nginx).
-DEB_BINARIES := gcc clang curl wrk nginx openssl redis-server gnuplot python3 pkg-config
+	openssl redis-server gnuplot-nox python3 prometheus
 
 LIB_SOURCES := $(filter-out core/main.c,$(wildcard core/*.c net/*.c store/*.c))
 TEST_SOURCES := $(wildcard tests/unit/*.c tests/integration/*.c)
 FUZZ_SOURCES := $(wildcard fuzz/fuzz_*.c)
-BENCH_SOURCES := $(wildcard bench/*.c)
 MOCK_SOURCES := $(wildcard bench/mock*.c)
 HEADERS := $(wildcard core/*.h net/*.h store/*.h tests/*.h tests/unit/*.h tests/tsan/criterion/*.h)
 
