@@ -76,6 +76,7 @@ struct mock_config {
     uint32_t completion_tokens;   /* size of a final answer */
     uint32_t max_connections;
     uint64_t max_body_bytes;
+    char storm_key[MOCK_NAME_MAX]; /* every request with this API key gets a 429 */
 };
 
 /* Counters, one array per core, written only by that core. */
@@ -180,6 +181,7 @@ struct mock {
     struct mock_core cores[REACTOR_MAX];
     uint64_t start_ns; /* rate windows count from here, so the first one is a whole window */
     uint32_t in_flight; /* admitted LLM requests not yet answered, all cores */
+    uint32_t in_flight_peak; /* the most in_flight has been since start or reset */
     struct mock_names keys;
     struct mock_names tools;
     pthread_mutex_t stats_lock; /* /mock/stats and /mock/reset only, never the hot path */
@@ -230,6 +232,8 @@ struct mock_rate {
 };
 bool mock_limits_acquire(struct mock *mock);
 void mock_limits_release(struct mock *mock);
+/* True when the request carries --storm-key's API key. */
+bool mock_limits_storm(const struct mock *mock, const struct http_request *request);
 struct mock_rate mock_limits_charge(struct mock *mock, int key, uint64_t tokens, uint64_t now_ns);
 void mock_limits_reset(struct mock *mock);
 void mock_limits_headers(const struct mock *mock, const struct mock_rate *rate,

@@ -51,7 +51,8 @@ void mock_config_usage(void)
            "  --max-hang-ms MS           how long a hang holds its request (default 30000)\n"
            "  --max-concurrency N        LLM requests in flight, across all reactors; beyond\n"
            "                             it 429 with Retry-After (default 0: unlimited)\n"
-           "  --retry-after S            Retry-After of concurrency 429s (default 1)\n"
+           "  --retry-after S            Retry-After of concurrency and storm 429s (default 1)\n"
+           "  --storm-key KEY            answer every request with this API key 429\n"
            "  --rpm N                    requests per minute per API key (0: unlimited)\n"
            "  --tpm N                    tokens per minute per API key (0: unlimited)\n"
            "  --limit-window-ms MS       the rate-limit window (default 60000)\n"
@@ -308,6 +309,14 @@ static int mock_config_set(struct mock_config *config, const char *name, const c
     }
     if (strcmp(name, "tool") == 0) {
         return mock_config_tool(config, value, err, err_length);
+    }
+    if (strcmp(name, "storm-key") == 0) {
+        if (strlen(value) >= sizeof(config->storm_key)) {
+            snprintf(err, err_length, "longer than %zu bytes", sizeof(config->storm_key) - 1);
+            return -1;
+        }
+        snprintf(config->storm_key, sizeof(config->storm_key), "%s", value);
+        return 0;
     }
     return mock_config_set_integer(config, name, value, err, err_length) == 0 ? 0 : -1;
 }

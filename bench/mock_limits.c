@@ -5,6 +5,8 @@
  * atomic step that charges it. */
 
 #include <stdio.h>
+#include <string.h>
+#include <strings.h>
 
 #include "bench/mock.h"
 #include "core/rm_assert.h"
@@ -24,7 +26,20 @@ bool mock_limits_acquire(struct mock *mock)
         __atomic_sub_fetch(&mock->in_flight, 1, __ATOMIC_ACQ_REL);
         return false;
     }
+    uint32_t peak = __atomic_load_n(&mock->in_flight_peak, __ATOMIC_RELAXED);
+    while (now > peak && !__atomic_compare_exchange_n(&mock->in_flight_peak, &peak, now, false,
+                                                      __ATOMIC_RELAXED, __ATOMIC_RELAXED)) {
+    }
     return true;
+}
+
+bool mock_limits_storm(const struct mock *mock, const struct http_request *request)
+{
+    size_t length = strlen(mock->config.storm_key);
+    const struct http_slice *value = http_request_header(request, "authorization");
+    return length > 0 && value != NULL && value->length == length + 7 &&
+           strncasecmp(value->base, "Bearer ", 7) == 0 &&
+           memcmp(value->base + 7, mock->config.storm_key, length) == 0;
 }
 
 void mock_limits_release(struct mock *mock)
@@ -120,6 +135,8 @@ struct mock_rate mock_limits_charge(struct mock *mock, int key, uint64_t tokens,
 void mock_limits_reset(struct mock *mock)
 {
     RM_ASSERT(mock != NULL);
+    __atomic_store_n(&mock->in_flight_peak, __atomic_load_n(&mock->in_flight, __ATOMIC_RELAXED),
+                     __ATOMIC_RELAXED);
     for (uint32_t i = 0; i < MOCK_NAMES_MAX; i++) {
         __atomic_store_n(&mock->keys.entries[i].request_window, 0, __ATOMIC_RELEASE);
         __atomic_store_n(&mock->keys.entries[i].token_window, 0, __ATOMIC_RELEASE);

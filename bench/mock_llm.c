@@ -286,9 +286,23 @@ static void mock_llm_answer(struct mock_core *core, struct http_exchange *exchan
     mock_reply(core, exchange, &response, delay_ms);
 }
 
+static void mock_llm_refuse_storm(struct mock_core *core, struct http_exchange *exchange)
+{
+    struct mock_response response = {0};
+    mock_reply_error_body(core, &response, 429, "rate_limit_error", "rate_limit_exceeded",
+                          "Rate limit reached for this API key (--storm-key).");
+    mock_reply_header(&response, "retry-after", "%u", core->mock->config.retry_after_s);
+    mock_stats_add(core, MOCK_COUNT_429_REQUESTS, 1);
+    mock_reply(core, exchange, &response, 0);
+}
+
 static void mock_llm_admit(struct mock_core *core, struct http_exchange *exchange,
                            struct mock_chat *chat, int key)
 {
+    if (mock_limits_storm(core->mock, http_exchange_request(exchange))) {
+        mock_llm_refuse_storm(core, exchange);
+        return;
+    }
     if (!mock_limits_acquire(core->mock)) {
         mock_llm_refuse_concurrency(core, exchange);
         return;

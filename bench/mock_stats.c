@@ -85,12 +85,13 @@ static void mock_stats_render(struct mock *mock, struct mock_json *json, const u
                      MOCK_U(MOCK_COUNT_BAD_REQUESTS), MOCK_U(MOCK_COUNT_OVERLOADED));
     mock_json_format(json, "\"tokens\":{\"prompt\":%llu,\"completion\":%llu,\"total\":%llu},"
                      "\"answers\":{\"tool_calls\":%llu,\"final\":%llu,\"streamed\":%llu},"
-                     "\"in_flight\":%u,",
+                     "\"in_flight\":%u,\"in_flight_peak\":%u,",
                      MOCK_U(MOCK_COUNT_PROMPT_TOKENS), MOCK_U(MOCK_COUNT_COMPLETION_TOKENS),
                      MOCK_U(MOCK_COUNT_PROMPT_TOKENS) + MOCK_U(MOCK_COUNT_COMPLETION_TOKENS),
                      MOCK_U(MOCK_COUNT_TOOL_CALLS_ISSUED), MOCK_U(MOCK_COUNT_FINAL_ANSWERS),
                      MOCK_U(MOCK_COUNT_STREAMS),
-                     __atomic_load_n(&mock->in_flight, __ATOMIC_RELAXED));
+                     __atomic_load_n(&mock->in_flight, __ATOMIC_RELAXED),
+                     __atomic_load_n(&mock->in_flight_peak, __ATOMIC_RELAXED));
     mock_json_text(json, "\"api_keys\":");
     mock_stats_names(json, &mock->keys, &sums[MOCK_COUNT_KEY_REQUESTS],
                      &sums[MOCK_COUNT_KEY_TOKENS], "tokens");

@@ -17,6 +17,13 @@
 #define CONFIG_ERROR_MAX 512
 #define CONFIG_NAMESPACES_MAX 64
 #define CONFIG_NAME_MAX 64
+#define CONFIG_URL_MAX 256
+#define CONFIG_ENDPOINTS_MAX 16
+#define CONFIG_KEYS_MAX 8            /* API keys per endpoint */
+#define CONFIG_MODELS_MAX 8          /* models named per endpoint */
+#define CONFIG_FALLBACKS_MAX 4       /* fallback endpoints per endpoint */
+#define CONFIG_TOOLS_MAX 64
+#define CONFIG_FALLBACK_JSON_MAX 2048 /* a tool's fallback value, compact JSON */
 
 enum config_log_level { CONFIG_LOG_DEBUG, CONFIG_LOG_INFO, CONFIG_LOG_WARN, CONFIG_LOG_ERROR };
 enum config_durability { CONFIG_DURABILITY_SYNC, CONFIG_DURABILITY_ASYNC };
@@ -53,6 +60,77 @@ struct config_store {
     bool require_precondition;    /* 428 on unconditional overwrite; default true */
 };
 
+enum config_window { CONFIG_WINDOW_COUNT, CONFIG_WINDOW_TIME };
+
+/* A circuit breaker: "breaker": {...} in a tool or an endpoint. */
+struct config_breaker {
+    enum config_window window; /* "window": "count" (default) or "time" */
+    uint32_t window_calls;     /* count window: the last N calls; default 20, 1..100000 */
+    uint32_t window_ms;        /* time window; default 10000, 100..3600000 */
+    uint32_t min_calls;        /* no decision below this many calls in the window; default 10 */
+    uint32_t failure_percent;  /* open at or above this failure rate; default 50, 1..100 */
+    uint32_t slow_call_ms;     /* a call at least this slow is slow; default 0 = none is */
+    uint32_t slow_percent;     /* open at or above this slow-call rate; default 100, 1..100 */
+    uint32_t open_ms;          /* cool-down before probing; default 5000, 1..3600000 */
+    uint32_t probes;           /* half-open probes across all cores; default 3, 1..1000 */
+};
+
+/* An API key: "keys": [{"name": "k1", "env": "VAR" | "file": "/path", "rpm": N, "tpm": N}].
+ * Without env and file the key sends no Authorization header (local endpoints, the mock). */
+struct config_key {
+    char name[CONFIG_NAME_MAX];  /* metric label; [A-Za-z0-9_.-] */
+    char secret[CONFIG_SECRET_MAX];
+    bool secret_set;
+    uint64_t rpm;                /* requests per minute; 0 = unlimited */
+    uint64_t tpm;                /* tokens per minute; 0 = unlimited */
+};
+
+struct config_retry {
+    uint32_t max_attempts; /* per endpoint, the first included; default 3, 1..10 */
+    uint32_t base_ms;      /* first backoff; default 100 */
+    uint32_t max_ms;       /* backoff cap; default 5000 */
+};
+
+/* An OpenAI-compatible LLM endpoint: "endpoints": {"NAME": {...}}. */
+struct config_endpoint {
+    char name[CONFIG_NAME_MAX];   /* the object key; [A-Za-z0-9_.-] */
+    char url[CONFIG_URL_MAX];     /* base URL, http or https; requests go to url + path */
+    uint32_t model_count;         /* "models": models it serves (gateway routing); [] = any */
+    char models[CONFIG_MODELS_MAX][CONFIG_NAME_MAX];
+    uint32_t key_count;           /* at least 1 */
+    struct config_key keys[CONFIG_KEYS_MAX];
+    uint32_t max_in_flight;       /* exact, engine-wide; default 64, 1..100000 */
+    uint32_t max_queue;           /* waiting requests, engine-wide; default 10000 */
+    uint32_t max_connections;     /* per core; default 256 */
+    uint32_t connect_timeout_ms;  /* default 5000 */
+    uint32_t first_byte_timeout_ms; /* default 60000 */
+    uint32_t timeout_ms;          /* whole attempt; default 120000 */
+    uint64_t max_response_bytes;  /* default 8 MiB */
+    struct config_retry retry;
+    uint32_t fallback_count;      /* "fallbacks": other endpoints' names, tried in order */
+    char fallbacks[CONFIG_FALLBACKS_MAX][CONFIG_NAME_MAX];
+    struct config_breaker breaker;
+};
+
+enum config_fallback_kind {
+    CONFIG_FALLBACK_NONE,  /* while open, calls fail with a "circuit open" error */
+    CONFIG_FALLBACK_VALUE, /* "fallback": any JSON value, returned as the tool's result */
+    CONFIG_FALLBACK_ERROR, /* "fallback_error": "text", returned as the tool's error */
+};
+
+/* A tool reached over HTTP: "tools": {"NAME": {...}}; the JSON arguments are POSTed to url. */
+struct config_tool {
+    char name[CONFIG_NAME_MAX];
+    char url[CONFIG_URL_MAX];
+    uint32_t timeout_ms;          /* whole call; default 10000 */
+    uint32_t connect_timeout_ms;  /* default 2000 */
+    uint32_t max_connections;     /* per core; default 256 */
+    uint64_t max_response_bytes;  /* default 1 MiB */
+    struct config_breaker breaker;
+    enum config_fallback_kind fallback_kind;
+    char fallback[CONFIG_FALLBACK_JSON_MAX]; /* compact JSON value, or the error text */
+};
+
 struct config {
     char source[CONFIG_PATH_MAX]; /* file name, or "<default>" / "<string>" */
     /* "listen": "host:port"; default 127.0.0.1:8080. The host is an IPv4 literal, an IPv6
@@ -68,6 +146,16 @@ struct config {
         enum config_log_level level; /* default info */
         char file[CONFIG_PATH_MAX];  /* empty = stderr */
     } log;
+    struct {
+        char ca_file[CONFIG_PATH_MAX]; /* "tls": {"ca_file"}; empty = the system bundle */
+    } tls;
+    struct {
+        uint32_t reconcile_ms; /* "resilience": {"reconcile_ms"}; default 10, 1..1000 */
+    } resilience;
+    uint32_t endpoint_count;
+    struct config_endpoint endpoints[CONFIG_ENDPOINTS_MAX];
+    uint32_t tool_count;
+    struct config_tool tools[CONFIG_TOOLS_MAX];
     struct {
         /* "admin": {"token_env": "NAME"} or {"token_file": "/path"}; empty = admin API off */
         char token[CONFIG_SECRET_MAX];

@@ -13,6 +13,7 @@
 #include "core/reactor.h"
 #include "core/ringmaster.h"
 #include "core/rm_assert.h"
+#include "core/upstream.h"
 #include "net/api.h"
 #include "net/http_server.h"
 #include "net/listener.h"
@@ -32,6 +33,7 @@ struct rm_engine {
     uint32_t threads;
     struct metrics_registry *metrics;
     struct store *store;
+    struct upstream_set *upstreams;
     struct reactor_group *group;
     int listen_fds[REACTOR_MAX];
     uint16_t port;
@@ -118,6 +120,15 @@ static int engine_create(struct config *config, struct rm_engine **out, char *er
         rm_free(engine);
         return result;
     }
+    result = upstream_set_create(&engine->config, engine->threads, engine->metrics,
+                                 &engine->upstreams, err, err_length);
+    if (result != 0) {
+        store_destroy(engine->store);
+        metrics_destroy(engine->metrics);
+        explicit_bzero(&engine->config, sizeof(engine->config));
+        rm_free(engine);
+        return result;
+    }
     *out = engine;
     return 0;
 }
@@ -182,10 +193,16 @@ static int engine_reactor_setup(struct reactor *reactor, void *context)
     if (result != 0) {
         return result;
     }
+    result = upstream_core_open(engine->upstreams, reactor);
+    if (result != 0) {
+        store_shard_close(engine->store, reactor);
+        return result;
+    }
     struct http_server *server = NULL;
     result = http_server_create(reactor, engine->listen_fds[index], &engine->server_config,
                                 &server);
     if (result != 0) {
+        upstream_core_close(reactor);
         store_shard_close(engine->store, reactor);
         return result;
     }
@@ -207,7 +224,7 @@ static bool engine_reactor_busy(struct reactor *reactor, void *context)
 {
     struct rm_engine *engine = context;
     return http_server_busy(reactor_slot_get(reactor, REACTOR_SLOT_SERVER)) ||
-           store_shard_busy(engine->store, reactor);
+           upstream_core_busy(reactor) || store_shard_busy(engine->store, reactor);
 }
 
 static void engine_reactor_teardown(struct reactor *reactor, void *context)
@@ -215,6 +232,7 @@ static void engine_reactor_teardown(struct reactor *reactor, void *context)
     struct rm_engine *engine = context;
     http_server_destroy(reactor_slot_get(reactor, REACTOR_SLOT_SERVER));
     reactor_slot_set(reactor, REACTOR_SLOT_SERVER, NULL);
+    upstream_core_close(reactor);
     store_shard_close(engine->store, reactor);
 }
 
@@ -227,6 +245,8 @@ static void engine_server_config(struct rm_engine *engine)
     engine->api.max_value_bytes = limits->max_value_bytes;
     engine->api.require_precondition = engine->config.store.require_precondition;
     engine->api.ready = &engine->ready;
+    engine->api.upstreams = engine->upstreams;
+    engine->api.admin_token = engine->config.admin.token_set ? engine->config.admin.token : NULL;
     server->limits.max_uri_bytes = limits->max_uri_bytes;
     server->limits.max_header_bytes = limits->max_header_bytes;
     server->limits.max_headers = limits->max_headers;
@@ -328,7 +348,9 @@ void rm_engine_destroy(struct rm_engine *engine)
         reactor_group_destroy(engine->group);
     }
     listener_close(engine->listen_fds, engine->threads);
+    upstream_set_destroy(engine->upstreams);
     store_destroy(engine->store);
     metrics_destroy(engine->metrics);
+    explicit_bzero(&engine->config, sizeof(engine->config)); /* API keys, the admin token */
     rm_free(engine);
 }

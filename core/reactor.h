@@ -95,6 +95,7 @@ enum reactor_slot {
     REACTOR_SLOT_SERVER,
     REACTOR_SLOT_STORE,
     REACTOR_SLOT_METRICS,
+    REACTOR_SLOT_UPSTREAM,
     REACTOR_SLOT_COUNT,
 };
 void *reactor_slot_get(const struct reactor *reactor, enum reactor_slot slot);

@@ -5,6 +5,8 @@
 #include "core/alloc.h"
 #include "core/metrics.h"
 #include "core/rm_assert.h"
+#include "net/api_admin.h"
+#include "net/api_gateway.h"
 #include "net/api_state.h"
 
 #define API_METHOD_BIT(method) (1u << (method))
@@ -26,6 +28,9 @@ const char *const api_route_names[API_ROUTE_COUNT] = {
     [API_ROUTE_READYZ] = "/readyz",
     [API_ROUTE_METRICS] = "/metrics",
     [API_ROUTE_STATE] = "/v1/state/{ns}/{key}",
+    [API_ROUTE_CHAT] = "/v1/chat/completions",
+    [API_ROUTE_TOOLS] = "/v1/tools/{tool}",
+    [API_ROUTE_ADMIN] = "/v1/admin/{view}",
 };
 
 static void api_healthz(struct api_context *context, struct http_exchange *exchange)
@@ -71,6 +76,10 @@ static const struct api_route_entry api_routes[] = {
     {"/v1/state/", API_ROUTE_STATE,
      API_READ_METHODS | API_METHOD_BIT(HTTP_METHOD_PUT) | API_METHOD_BIT(HTTP_METHOD_DELETE),
      "GET, HEAD, PUT, DELETE", api_state_handle},
+    {"/v1/chat/completions", API_ROUTE_CHAT, API_METHOD_BIT(HTTP_METHOD_POST), "POST",
+     api_gateway_chat},
+    {"/v1/tools/", API_ROUTE_TOOLS, API_METHOD_BIT(HTTP_METHOD_POST), "POST", api_gateway_tool},
+    {"/v1/admin/", API_ROUTE_ADMIN, API_READ_METHODS, "GET, HEAD", api_admin_handle},
 };
 
 static const char api_method_not_allowed[] =

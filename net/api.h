@@ -14,10 +14,14 @@ enum api_route {
     API_ROUTE_READYZ,
     API_ROUTE_METRICS,
     API_ROUTE_STATE,
+    API_ROUTE_CHAT,
+    API_ROUTE_TOOLS,
+    API_ROUTE_ADMIN,
     API_ROUTE_COUNT,
 };
 
 struct store;
+struct upstream_set;
 
 struct api_context {
     struct metrics_registry *metrics;
@@ -27,6 +31,8 @@ struct api_context {
     /* Set once the engine has recovered and accepts work; cleared when it starts draining.
      * Read with relaxed atomics. */
     const int *ready;
+    struct upstream_set *upstreams;
+    const char *admin_token; /* NULL: the admin API is off */
 };
 
 extern const char *const api_route_names[API_ROUTE_COUNT];

@@ -874,8 +874,9 @@ static void http_client_conn_build(struct http_client_conn *conn)
     RM_ASSERT(http_client_request_bytes(upstream, request) <= capacity);
     http_client_append(conn->output, capacity, &length, request->method, " ",
                        upstream->url.path);
-    http_client_append(conn->output, capacity, &length, request->path, " HTTP/1.1\r\nHost: ",
-                       upstream->authority);
+    bool root = request->path[0] == '\0' && upstream->url.path[0] == '\0';
+    http_client_append(conn->output, capacity, &length, root ? "/" : request->path,
+                       " HTTP/1.1\r\nHost: ", upstream->authority);
     for (uint32_t i = 0; i < request->header_count; i++) {
         http_client_append(conn->output, capacity, &length, "\r\n", request->headers[i].name,
                            ": ");
@@ -1708,7 +1709,8 @@ static const char *http_client_check_request(const struct http_client_upstream *
                                              const struct http_client_request *request)
 {
     RM_ASSERT(request->header_count <= HTTP_CLIENT_HEADERS_MAX);
-    RM_ASSERT(request->path != NULL && request->path[0] == '/');
+    /* An empty path asks for the upstream URL's own path (a tool's full URL), "/" if none. */
+    RM_ASSERT(request->path != NULL && (request->path[0] == '/' || request->path[0] == '\0'));
     for (const char *cursor = request->method; *cursor != '\0'; cursor++) {
         RM_ASSERT(HTTP_PARSE_IS(*cursor, HTTP_PARSE_TOKEN));
     }

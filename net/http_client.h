@@ -120,7 +120,8 @@ struct http_client_request {
     /* Filled by the caller. */
     uint32_t upstream;
     const char *method;   /* a token: GET, POST, ... */
-    const char *path;     /* starts with '/'; appended to the upstream's path prefix */
+    const char *path;     /* starts with '/', appended to the upstream's path prefix; or ""
+                           * for the prefix itself ("/" when it is empty) */
     const struct http_client_header *headers;
     uint32_t header_count;
     const char *body;     /* may be NULL when body_length is 0 */

@@ -3,6 +3,7 @@
 #include <arpa/inet.h>
 #include <criterion/criterion.h>
 #include <errno.h>
+#include <signal.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdio.h>
@@ -10,6 +11,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/time.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -229,4 +231,56 @@ int test_process_stop(struct test_process *process, int signal_number)
     cr_assert_eq(waitpid(process->pid, &status, 0), process->pid);
     unlink(process->stderr_path);
     return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+/* The mock's stderr goes to a file (a pipe nobody reads could block its log writes); the
+ * port is read from its "listening on port" line. */
+void test_mock_start(struct test_mock *mock, uint16_t port, const char *flags)
+{
+    const char *binary = getenv("RINGMASTER_MOCK");
+    cr_assert_not_null(binary, "RINGMASTER_MOCK must name the built ringmaster-mock (make test)");
+    char command[2048];
+    snprintf(command, sizeof(command), "exec %s --listen 127.0.0.1:%u --threads 2 %s", binary,
+             port, flags);
+    snprintf(mock->stderr_path, sizeof(mock->stderr_path), "/tmp/rm-mock-XXXXXX");
+    int fd = mkstemp(mock->stderr_path);
+    cr_assert_geq(fd, 0);
+    mock->pid = fork();
+    cr_assert_geq(mock->pid, 0);
+    if (mock->pid == 0) {
+        /* A failed assertion ends the test process without test_mock_stop: the mock goes too. */
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        dup2(fd, 2);
+        execl("/bin/sh", "sh", "-c", command, (char *)NULL);
+        _exit(127);
+    }
+    close(fd);
+    mock->port = 0;
+    for (int i = 0; i < 1000 && mock->port == 0; i++) {
+        mock->port = test_process_read_port(mock->stderr_path);
+        if (mock->port == 0) {
+            usleep(10000);
+        }
+    }
+    cr_assert_neq(mock->port, 0, "the mock did not report its port (see %s)", mock->stderr_path);
+}
+
+void test_mock_stop(struct test_mock *mock)
+{
+    kill(mock->pid, SIGTERM);
+    int status = 0;
+    cr_assert_eq(waitpid(mock->pid, &status, 0), mock->pid);
+    unlink(mock->stderr_path);
+    cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "mock exit status %d", status);
+}
+
+/* Pulls "name":NUMBER out of a flat piece of JSON: the first occurrence after `after` (NULL:
+ * from the start). Returns -1 when absent. */
+long long test_json_number(const char *json, const char *after, const char *name)
+{
+    const char *from = after != NULL ? strstr(json, after) : json;
+    char needle[128];
+    snprintf(needle, sizeof(needle), "\"%s\":", name);
+    const char *at = from != NULL ? strstr(from, needle) : NULL;
+    return at != NULL ? strtoll(at + strlen(needle), NULL, 10) : -1;
 }

@@ -60,4 +60,19 @@ void test_process_start(struct test_process *process, const char *config_path);
  * when killed). */
 int test_process_stop(struct test_process *process, int signal_number);
 
+/* ringmaster-mock (RINGMASTER_MOCK) as a child process with 2 threads on 127.0.0.1:port
+ * (0: a free port) and more command-line flags. */
+struct test_mock {
+    pid_t pid;
+    uint16_t port;
+    char stderr_path[64];
+};
+void test_mock_start(struct test_mock *mock, uint16_t port, const char *flags);
+/* SIGTERM; the mock must exit 0 (under ASan that also means no leak). */
+void test_mock_stop(struct test_mock *mock);
+
+/* The number after "name": in json, first looked for after the text `after` (NULL: from the
+ * start); -1 when absent. */
+long long test_json_number(const char *json, const char *after, const char *name);
+
 #endif

@@ -3,12 +3,9 @@
  * Every test starts its own mock on a free port and stops (and waits for) it. */
 
 #include <criterion/criterion.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include "tests/support.h"
@@ -17,63 +14,14 @@
 
 static char output[MOCK_TEST_OUTPUT_MAX];
 
-struct mock_process {
-    pid_t pid;
-    FILE *stderr_stream;
-    unsigned port;
-};
-
 static const char mock_tools_body[] =
     "{\"model\":\"gpt-mock\",\"messages\":[{\"role\":\"user\",\"content\":\"weather in Paris\"}],"
     "\"tools\":[{\"type\":\"function\",\"function\":{\"name\":\"weather\",\"parameters\":"
     "{\"type\":\"object\",\"properties\":{\"city\":{\"type\":\"string\"},"
     "\"days\":{\"type\":\"integer\"}}}}}]";
 
-/* Starts the mock with `flags` on a free port and waits for its "listening on port" line. */
-static void mock_start(struct mock_process *process, const char *flags)
-{
-    const char *binary = getenv("RINGMASTER_MOCK");
-    cr_assert_not_null(binary, "RINGMASTER_MOCK must name the built ringmaster-mock (make test)");
-    char command[2048];
-    snprintf(command, sizeof(command), "exec %s --listen 127.0.0.1:0 --threads 2 %s", binary,
-             flags);
-    int pipe_fds[2];
-    cr_assert_eq(pipe(pipe_fds), 0);
-    process->pid = fork();
-    cr_assert_geq(process->pid, 0);
-    if (process->pid == 0) {
-        /* A failed assertion ends the test process without mock_stop: the mock goes too. */
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        dup2(pipe_fds[1], 2);
-        close(pipe_fds[0]);
-        execl("/bin/sh", "sh", "-c", command, (char *)NULL);
-        _exit(127);
-    }
-    close(pipe_fds[1]);
-    process->stderr_stream = fdopen(pipe_fds[0], "r");
-    process->port = 0;
-    char line[1024];
-    while (process->port == 0 && fgets(line, sizeof(line), process->stderr_stream) != NULL) {
-        const char *at = strstr(line, "listening on port ");
-        if (at != NULL) {
-            process->port = (unsigned)strtoul(at + 18, NULL, 10);
-        }
-    }
-    cr_assert_neq(process->port, 0, "the mock did not report its port");
-}
-
-/* SIGTERM must stop it cleanly (exit 0, which under ASan also means no leak). */
-static void mock_stop(struct mock_process *process)
-{
-    kill(process->pid, SIGTERM);
-    int status = 0;
-    cr_assert_eq(waitpid(process->pid, &status, 0), process->pid);
-    fclose(process->stderr_stream);
-    cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "mock exit status %d", status);
-}
-
 /* POSTs body to path with curl (-i: status line and headers kept); returns curl's status. */
-static int mock_post(const struct mock_process *process, const char *path, const char *key,
+static int mock_post(const struct test_mock *process, const char *path, const char *key,
                      const char *body)
 {
     char command[4096];
@@ -85,7 +33,7 @@ static int mock_post(const struct mock_process *process, const char *path, const
     return test_run(command, output, sizeof(output));
 }
 
-static void mock_get_stats(const struct mock_process *process)
+static void mock_get_stats(const struct test_mock *process)
 {
     char command[256];
     snprintf(command, sizeof(command), "curl -s -m 10 http://127.0.0.1:%u/mock/stats",
@@ -95,8 +43,8 @@ static void mock_get_stats(const struct mock_process *process)
 
 Test(mock_llm, tool_calls_first_then_final_answer_after_a_tool_message)
 {
-    struct mock_process mock;
-    mock_start(&mock, "");
+    struct test_mock mock;
+    test_mock_start(&mock, 0, "");
     char body[2048];
     snprintf(body, sizeof(body), "%s}", mock_tools_body);
     cr_assert_eq(mock_post(&mock, "/v1/chat/completions", "k1", body), 0);
@@ -120,13 +68,13 @@ Test(mock_llm, tool_calls_first_then_final_answer_after_a_tool_message)
     cr_assert_null(strstr(output, "\"tool_calls\""), "%s", output);
     cr_assert_eq(mock_post(&mock, "/v1/chat/completions", "k1", "{\"model\":1}"), 0);
     cr_assert_eq(test_status(output), 400, "%s", output);
-    mock_stop(&mock);
+    test_mock_stop(&mock);
 }
 
 Test(mock_llm, stream_true_answers_server_sent_events_ending_in_done)
 {
-    struct mock_process mock;
-    mock_start(&mock, "--completion-tokens 64");
+    struct test_mock mock;
+    test_mock_start(&mock, 0, "--completion-tokens 64");
     const char body[] = "{\"model\":\"gpt-mock\",\"stream\":true,\"stream_options\":"
                         "{\"include_usage\":true},\"messages\":[{\"role\":\"user\","
                         "\"content\":\"hi\"}]}";
@@ -140,13 +88,13 @@ Test(mock_llm, stream_true_answers_server_sent_events_ending_in_done)
     size_t length = strlen(output);
     cr_assert_geq(length, 14);
     cr_assert_str_eq(output + length - 14, "data: [DONE]\n\n", "%s", output);
-    mock_stop(&mock);
+    test_mock_stop(&mock);
 }
 
 Test(mock_limits, concurrency_beyond_the_limit_gets_429_with_retry_after)
 {
-    struct mock_process mock;
-    mock_start(&mock, "--llm-latency fixed:1500 --max-concurrency 2 --retry-after 3");
+    struct test_mock mock;
+    test_mock_start(&mock, 0, "--llm-latency fixed:1500 --max-concurrency 2 --retry-after 3");
     char command[4096];
     const char body[] = "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"x\"}]}";
     snprintf(command, sizeof(command),
@@ -164,13 +112,13 @@ Test(mock_limits, concurrency_beyond_the_limit_gets_429_with_retry_after)
     mock_get_stats(&mock);
     cr_assert_not_null(strstr(output, "\"concurrency\":1,"), "%s", output);
     cr_assert_not_null(strstr(output, "\"in_flight\":0"), "%s", output);
-    mock_stop(&mock);
+    test_mock_stop(&mock);
 }
 
 Test(mock_limits, requests_per_minute_headers_count_down_then_429)
 {
-    struct mock_process mock;
-    mock_start(&mock, "--rpm 3 --tpm 1000000 --limit-window-ms 600000");
+    struct test_mock mock;
+    test_mock_start(&mock, 0, "--rpm 3 --tpm 1000000 --limit-window-ms 600000");
     const char body[] = "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"x\"}]}";
     const char *remaining[] = {"2", "1", "0"};
     for (int i = 0; i < 3; i++) {
@@ -191,13 +139,13 @@ Test(mock_limits, requests_per_minute_headers_count_down_then_429)
     cr_assert_not_null(strstr(output, "\"code\":\"rate_limit_exceeded\""), "%s", output);
     cr_assert_eq(mock_post(&mock, "/v1/chat/completions", "other-key", body), 0);
     cr_assert_eq(test_status(output), 200, "another key has its own budget: %s", output);
-    mock_stop(&mock);
+    test_mock_stop(&mock);
 }
 
 Test(mock_faults, error_rate_one_answers_500_for_llm_and_tools)
 {
-    struct mock_process mock;
-    mock_start(&mock, "--llm-error-rate 1 --tool-error-rate 1 --seed 7");
+    struct test_mock mock;
+    test_mock_start(&mock, 0, "--llm-error-rate 1 --tool-error-rate 1 --seed 7");
     const char body[] = "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"x\"}]}";
     for (int i = 0; i < 3; i++) {
         cr_assert_eq(mock_post(&mock, "/v1/chat/completions", NULL, body), 0);
@@ -209,13 +157,13 @@ Test(mock_faults, error_rate_one_answers_500_for_llm_and_tools)
     mock_get_stats(&mock);
     cr_assert_not_null(strstr(output, "\"errors_injected\":{\"llm\":3,\"tools\":3}"), "%s",
                        output);
-    mock_stop(&mock);
+    test_mock_stop(&mock);
 }
 
 Test(mock_faults, hang_rate_one_holds_until_the_client_times_out)
 {
-    struct mock_process mock;
-    mock_start(&mock, "--llm-hang-rate 1 --max-hang-ms 20000 --tool fast:latency=fixed:0");
+    struct test_mock mock;
+    test_mock_start(&mock, 0, "--llm-hang-rate 1 --max-hang-ms 20000 --tool fast:latency=fixed:0");
     char command[1024];
     snprintf(command, sizeof(command),
              "curl -s -o /dev/null -w '%%{http_code}' -m 1 --data-binary "
@@ -230,13 +178,13 @@ Test(mock_faults, hang_rate_one_holds_until_the_client_times_out)
     cr_assert_not_null(strstr(output, "\"result\":"), "%s", output);
     mock_get_stats(&mock);
     cr_assert_not_null(strstr(output, "\"hangs\":{\"llm\":1,\"tools\":0}"), "%s", output);
-    mock_stop(&mock);
+    test_mock_stop(&mock);
 }
 
 Test(mock_stats, counts_per_api_key_and_tool_and_reset_zeroes_them)
 {
-    struct mock_process mock;
-    mock_start(&mock, "");
+    struct test_mock mock;
+    test_mock_start(&mock, 0, "");
     const char body[] = "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"x\"}]}";
     cr_assert_eq(mock_post(&mock, "/v1/chat/completions", "alpha", body), 0);
     cr_assert_eq(mock_post(&mock, "/v1/chat/completions", "alpha", body), 0);
@@ -258,5 +206,5 @@ Test(mock_stats, counts_per_api_key_and_tool_and_reset_zeroes_them)
     cr_assert_not_null(strstr(output, "\"api_keys\":{}"), "%s", output);
     cr_assert_not_null(strstr(output, "\"tool_calls\":{}"), "%s", output);
     cr_assert_not_null(strstr(output, "\"tokens\":{\"prompt\":0,"), "%s", output);
-    mock_stop(&mock);
+    test_mock_stop(&mock);
 }

@@ -10,6 +10,9 @@
 #include "core/config.h"
 
 #define TEST_CONFIG_SECRET "s3cret-Value-do-not-print"
+#define TEST_CONFIG_ROOT_KEYS                                                                  \
+    "listen, threads, data_dir, limits, durability, store, log, tls, resilience, endpoints, "  \
+    "tools, admin"
 
 static char test_config_err[CONFIG_ERROR_MAX];
 
@@ -84,6 +87,10 @@ static void test_config_assert_defaults(const struct config *config)
     cr_assert_str_eq(config->log.file, "");
     cr_assert_not(config->admin.token_set);
     cr_assert_str_eq(config->admin.token, "");
+    cr_assert_str_eq(config->tls.ca_file, "");
+    cr_assert_eq(config->resilience.reconcile_ms, 10);
+    cr_assert_eq(config->endpoint_count, 0);
+    cr_assert_eq(config->tool_count, 0);
 }
 
 Test(config_defaults, defaults_match_header)
@@ -233,6 +240,7 @@ Test(config_keys, integer_bounds)
         {"store", "segment_bytes", 1048576, 4294967296},
         {"store", "cache_bytes", 1048576, 1099511627776},
         {"store", "compact_dead_percent", 1, 99},
+        {"resilience", "reconcile_ms", 1, 1000},
     };
     for (size_t i = 0; i < sizeof(ranges) / sizeof(ranges[0]); i++) {
         const struct test_config_range *range = &ranges[i];
@@ -279,8 +287,7 @@ Test(config_errors, unknown_key_names_file_line_and_path)
                        "max_body_bytes, header_timeout_ms, body_timeout_ms, idle_timeout_ms, "
                        "drain_timeout_ms, max_value_bytes");
     test_config_expect("{\"threads\": 1,\n\n \"thread\": 2}",
-                       "test.json:3: thread: unknown key; known keys: listen, threads, "
-                       "data_dir, limits, durability, store, log, admin");
+                       "test.json:3: thread: unknown key; known keys: " TEST_CONFIG_ROOT_KEYS);
     test_config_expect("{\"log\": {\n\"level\": \"info\", \"rotate\": true}}",
                        "test.json:2: log.rotate: unknown key; known keys: level, file");
 }
@@ -292,8 +299,7 @@ Test(config_errors, line_of_nested_key_with_equal_names_elsewhere)
                        "\"store\": \"async\"}},\n"
                        "\"x\": {\"limits\": [\"limits\", {\"limits\": 1}]},\n"
                        "\"limits\": \"limits\",\n\"limits2\": 1}",
-                       "test.json:4: x: unknown key; known keys: listen, threads, data_dir, "
-                       "limits, durability, store, log, admin");
+                       "test.json:4: x: unknown key; known keys: " TEST_CONFIG_ROOT_KEYS);
     test_config_expect("{\"store\": {\"limits\": 1},\n\"limits\": {\"a\": {\"limits\": 1},\n"
                        "\"max_headers\": 0}}",
                        "test.json:1: store.limits: unknown key; known keys: segment_bytes, "
@@ -310,15 +316,14 @@ Test(config_errors, escaped_and_unicode_keys)
                        "test.json:2: durability.namespaces.caf\xc3\xa9: namespace names are 1 "
                        "to 63 characters of A-Z a-z 0-9 _ . -");
     test_config_expect("{\"a\\nb\\\"c\\ud83d\\ude00\": 1,\n\"z\": 2}",
-                       "test.json:1: a?b\"c\xf0\x9f\x98\x80: unknown key; known keys: listen, "
-                       "threads, data_dir, limits, durability, store, log, admin");
+                       "test.json:1: a?b\"c\xf0\x9f\x98\x80: unknown key; known keys: "
+                       TEST_CONFIG_ROOT_KEYS);
 }
 
 Test(config_errors, empty_keys)
 {
     test_config_expect("{\n\"\": 1}",
-                       "test.json:2: \"\": unknown key; known keys: listen, threads, data_dir, "
-                       "limits, durability, store, log, admin");
+                       "test.json:2: \"\": unknown key; known keys: " TEST_CONFIG_ROOT_KEYS);
     test_config_expect("{\"log\": {\"level\": \"info\",\n\"\": {}}}",
                        "test.json:2: log.\"\": unknown key; known keys: level, file");
 }
@@ -686,4 +691,655 @@ Test(config_listen, rejected_forms)
     }
     test_config_expect("{\"listen\": \"127.0.0.1\"}",
                        "test.json:1: listen: must be \"host:port\" (got \"127.0.0.1\")");
+}
+
+/* ---- upstreams: tls, resilience, endpoints, tools ---- */
+
+#define TEST_CONFIG_URL "\"url\": \"http://127.0.0.1:1\""
+/* An endpoint "e" that is valid so far; tests add keys and close it with "}}}". */
+#define TEST_CONFIG_ENDPOINT                                                                   \
+    "{\"endpoints\": {\"e\": {" TEST_CONFIG_URL ", \"keys\": [{\"name\": \"k\"}],"
+#define TEST_CONFIG_KNOWN_ENDPOINT                                                             \
+    "url, models, keys, max_in_flight, max_queue, max_connections, connect_timeout_ms, "       \
+    "first_byte_timeout_ms, timeout_ms, max_response_bytes, retry, fallbacks, breaker"
+
+static void test_config_assert_breaker_defaults(const struct config_breaker *breaker)
+{
+    cr_assert_eq(breaker->window, CONFIG_WINDOW_COUNT);
+    cr_assert_eq(breaker->window_calls, 20);
+    cr_assert_eq(breaker->window_ms, 10000);
+    cr_assert_eq(breaker->min_calls, 10);
+    cr_assert_eq(breaker->failure_percent, 50);
+    cr_assert_eq(breaker->slow_call_ms, 0);
+    cr_assert_eq(breaker->slow_percent, 100);
+    cr_assert_eq(breaker->open_ms, 5000);
+    cr_assert_eq(breaker->probes, 3);
+}
+
+/* Builds {"endpoints": {...}} with `count` endpoints e0, e1, ... into text. */
+static void test_config_endpoints_text(char *text, size_t text_length, int count)
+{
+    size_t used = (size_t)snprintf(text, text_length, "{\"endpoints\": {");
+    for (int i = 0; i < count; i++) {
+        used += (size_t)snprintf(text + used, text_length - used,
+                                 "%s\"e%d\": {" TEST_CONFIG_URL ", \"keys\": [{\"name\": \"k\"}]}",
+                                 i > 0 ? "," : "", i);
+    }
+    snprintf(text + used, text_length - used, "}}");
+}
+
+Test(config_upstreams, endpoint_and_tool_defaults)
+{
+    struct config config;
+    test_config_expect_ok(&config, "{\"endpoints\": {\"e\": {" TEST_CONFIG_URL ", \"keys\": "
+                                   "[{\"name\": \"local\"}]}}, \"tools\": {\"t\": {"
+                                   TEST_CONFIG_URL "}}, \"tls\": {}, \"resilience\": {}}");
+    cr_assert_str_eq(config.tls.ca_file, "");
+    cr_assert_eq(config.resilience.reconcile_ms, 10);
+    cr_assert_eq(config.endpoint_count, 1);
+    const struct config_endpoint *endpoint = &config.endpoints[0];
+    cr_assert_str_eq(endpoint->name, "e");
+    cr_assert_str_eq(endpoint->url, "http://127.0.0.1:1");
+    cr_assert_eq(endpoint->model_count, 0);
+    cr_assert_eq(endpoint->key_count, 1);
+    cr_assert_str_eq(endpoint->keys[0].name, "local");
+    cr_assert_not(endpoint->keys[0].secret_set);
+    cr_assert_str_eq(endpoint->keys[0].secret, "");
+    cr_assert_eq(endpoint->keys[0].rpm, 0);
+    cr_assert_eq(endpoint->keys[0].tpm, 0);
+    cr_assert_eq(endpoint->max_in_flight, 64);
+    cr_assert_eq(endpoint->max_queue, 10000);
+    cr_assert_eq(endpoint->max_connections, 256);
+    cr_assert_eq(endpoint->connect_timeout_ms, 5000);
+    cr_assert_eq(endpoint->first_byte_timeout_ms, 60000);
+    cr_assert_eq(endpoint->timeout_ms, 120000);
+    cr_assert_eq(endpoint->max_response_bytes, 8ull * 1024 * 1024);
+    cr_assert_eq(endpoint->retry.max_attempts, 3);
+    cr_assert_eq(endpoint->retry.base_ms, 100);
+    cr_assert_eq(endpoint->retry.max_ms, 5000);
+    cr_assert_eq(endpoint->fallback_count, 0);
+    test_config_assert_breaker_defaults(&endpoint->breaker);
+    cr_assert_eq(config.tool_count, 1);
+    const struct config_tool *tool = &config.tools[0];
+    cr_assert_str_eq(tool->name, "t");
+    cr_assert_str_eq(tool->url, "http://127.0.0.1:1");
+    cr_assert_eq(tool->timeout_ms, 10000);
+    cr_assert_eq(tool->connect_timeout_ms, 2000);
+    cr_assert_eq(tool->max_connections, 256);
+    cr_assert_eq(tool->max_response_bytes, 1024 * 1024);
+    test_config_assert_breaker_defaults(&tool->breaker);
+    cr_assert_eq(tool->fallback_kind, CONFIG_FALLBACK_NONE);
+    cr_assert_str_eq(tool->fallback, "");
+    test_config_expect_ok(&config, "{\"endpoints\": {}, \"tools\": {}}");
+    cr_assert_eq(config.endpoint_count, 0);
+    cr_assert_eq(config.tool_count, 0);
+}
+
+static void test_config_full_example(struct config *config, const char *ca_path,
+                                     const char *key_path)
+{
+    char text[4096];
+    snprintf(text, sizeof(text),
+             "{\"tls\": {\"ca_file\": \"%s\"},\n"
+             " \"resilience\": {\"reconcile_ms\": 20},\n"
+             " \"endpoints\": {\n"
+             "  \"openai\": {\n"
+             "   \"url\": \"https://api.openai.com/v1\",\n"
+             "   \"models\": [\"gpt-4o\", \"gpt-4o-mini\"],\n"
+             "   \"keys\": [{\"name\": \"primary\", \"env\": \"RM_TEST_KEY_ENV\", \"rpm\": 500,"
+             " \"tpm\": 200000},\n"
+             "            {\"name\": \"backup\", \"file\": \"%s\", \"rpm\": 100}],\n"
+             "   \"max_in_flight\": 32, \"max_queue\": 500, \"max_connections\": 16,\n"
+             "   \"connect_timeout_ms\": 1000, \"first_byte_timeout_ms\": 20000,\n"
+             "   \"timeout_ms\": 60000, \"max_response_bytes\": 4194304,\n"
+             "   \"retry\": {\"max_attempts\": 5, \"base_ms\": 50, \"max_ms\": 2000},\n"
+             "   \"fallbacks\": [\"local-llm\"],\n"
+             "   \"breaker\": {\"window\": \"time\", \"window_calls\": 50, \"window_ms\": 30000,\n"
+             "    \"min_calls\": 5, \"failure_percent\": 40, \"slow_call_ms\": 8000,\n"
+             "    \"slow_percent\": 80, \"open_ms\": 10000, \"probes\": 2}},\n"
+             "  \"local-llm\": {\"url\": \"http://127.0.0.1:8000\", \"keys\": [{\"name\": "
+             "\"local\"}]}},\n"
+             " \"tools\": {\n"
+             "  \"weather\": {\"url\": \"http://127.0.0.1:9000/weather\", \"timeout_ms\": 3000,\n"
+             "   \"connect_timeout_ms\": 500, \"max_connections\": 8, \"max_response_bytes\": "
+             "65536,\n"
+             "   \"breaker\": {\"window_calls\": 100, \"min_calls\": 100, \"open_ms\": 60000},\n"
+             "   \"fallback\": {\"temp\": null, \"note\": \"cached\", \"list\": [1, 2.5]}},\n"
+             "  \"search\": {\"url\": \"https://search.internal/api\",\n"
+             "   \"fallback_error\": \"search is unavailable\"}}}",
+             ca_path, key_path);
+    test_config_expect_ok(config, text);
+}
+
+static void test_config_assert_full_endpoints(const struct config *config)
+{
+    cr_assert_eq(config->endpoint_count, 2);
+    const struct config_endpoint *openai = &config->endpoints[0];
+    cr_assert_str_eq(openai->name, "openai");
+    cr_assert_str_eq(openai->url, "https://api.openai.com/v1");
+    cr_assert_eq(openai->model_count, 2);
+    cr_assert_str_eq(openai->models[0], "gpt-4o");
+    cr_assert_str_eq(openai->models[1], "gpt-4o-mini");
+    cr_assert_eq(openai->key_count, 2);
+    cr_assert_str_eq(openai->keys[0].name, "primary");
+    cr_assert_eq(openai->keys[0].rpm, 500);
+    cr_assert_eq(openai->keys[0].tpm, 200000);
+    cr_assert_str_eq(openai->keys[1].name, "backup");
+    cr_assert_eq(openai->keys[1].rpm, 100);
+    cr_assert_eq(openai->keys[1].tpm, 0);
+    cr_assert_eq(openai->max_in_flight, 32);
+    cr_assert_eq(openai->max_queue, 500);
+    cr_assert_eq(openai->max_connections, 16);
+    cr_assert_eq(openai->connect_timeout_ms, 1000);
+    cr_assert_eq(openai->first_byte_timeout_ms, 20000);
+    cr_assert_eq(openai->timeout_ms, 60000);
+    cr_assert_eq(openai->max_response_bytes, 4194304);
+    cr_assert_eq(openai->retry.max_attempts, 5);
+    cr_assert_eq(openai->retry.base_ms, 50);
+    cr_assert_eq(openai->retry.max_ms, 2000);
+    cr_assert_eq(openai->fallback_count, 1);
+    cr_assert_str_eq(openai->fallbacks[0], "local-llm");
+    const struct config_breaker *breaker = &openai->breaker;
+    cr_assert_eq(breaker->window, CONFIG_WINDOW_TIME);
+    cr_assert_eq(breaker->window_calls, 50);
+    cr_assert_eq(breaker->window_ms, 30000);
+    cr_assert_eq(breaker->min_calls, 5);
+    cr_assert_eq(breaker->failure_percent, 40);
+    cr_assert_eq(breaker->slow_call_ms, 8000);
+    cr_assert_eq(breaker->slow_percent, 80);
+    cr_assert_eq(breaker->open_ms, 10000);
+    cr_assert_eq(breaker->probes, 2);
+    cr_assert_str_eq(config->endpoints[1].name, "local-llm");
+    cr_assert_eq(config->endpoints[1].key_count, 1);
+    cr_assert_not(config->endpoints[1].keys[0].secret_set);
+}
+
+static void test_config_assert_full_tools(const struct config *config)
+{
+    cr_assert_eq(config->tool_count, 2);
+    const struct config_tool *weather = &config->tools[0];
+    cr_assert_str_eq(weather->name, "weather");
+    cr_assert_str_eq(weather->url, "http://127.0.0.1:9000/weather");
+    cr_assert_eq(weather->timeout_ms, 3000);
+    cr_assert_eq(weather->connect_timeout_ms, 500);
+    cr_assert_eq(weather->max_connections, 8);
+    cr_assert_eq(weather->max_response_bytes, 65536);
+    cr_assert_eq(weather->breaker.window, CONFIG_WINDOW_COUNT);
+    cr_assert_eq(weather->breaker.window_calls, 100);
+    cr_assert_eq(weather->breaker.min_calls, 100);
+    cr_assert_eq(weather->breaker.open_ms, 60000);
+    cr_assert_eq(weather->breaker.probes, 3);
+    cr_assert_eq(weather->fallback_kind, CONFIG_FALLBACK_VALUE);
+    cr_assert_str_eq(weather->fallback, "{\"temp\":null,\"note\":\"cached\",\"list\":[1,2.5]}");
+    const struct config_tool *search = &config->tools[1];
+    cr_assert_str_eq(search->name, "search");
+    cr_assert_eq(search->fallback_kind, CONFIG_FALLBACK_ERROR);
+    cr_assert_str_eq(search->fallback, "search is unavailable");
+    test_config_assert_breaker_defaults(&search->breaker);
+}
+
+Test(config_upstreams, full_example)
+{
+    cr_assert_eq(setenv("RM_TEST_KEY_ENV", TEST_CONFIG_SECRET, 1), 0);
+    char ca_path[64];
+    char key_path[64];
+    test_config_write_file(ca_path, sizeof(ca_path), "not parsed here\n", 16);
+    test_config_write_file(key_path, sizeof(key_path), "file-Secret_42\n", 15);
+    struct config config;
+    test_config_full_example(&config, ca_path, key_path);
+    cr_assert_str_eq(config.tls.ca_file, ca_path);
+    cr_assert_eq(config.resilience.reconcile_ms, 20);
+    test_config_assert_full_endpoints(&config);
+    test_config_assert_full_tools(&config);
+    unlink(ca_path);
+    unlink(key_path);
+}
+
+Test(config_upstreams, secrets_from_env_and_file_reach_keys)
+{
+    cr_assert_eq(setenv("RM_TEST_KEY_ENV", TEST_CONFIG_SECRET, 1), 0);
+    char ca_path[64];
+    char key_path[64];
+    test_config_write_file(ca_path, sizeof(ca_path), "x", 1);
+    test_config_write_file(key_path, sizeof(key_path), "file-Secret_42\r\n", 16);
+    struct config config;
+    test_config_full_example(&config, ca_path, key_path);
+    cr_assert(config.endpoints[0].keys[0].secret_set);
+    cr_assert_str_eq(config.endpoints[0].keys[0].secret, TEST_CONFIG_SECRET);
+    cr_assert(config.endpoints[0].keys[1].secret_set);
+    cr_assert_str_eq(config.endpoints[0].keys[1].secret, "file-Secret_42");
+    cr_assert_not(config.endpoints[1].keys[0].secret_set);
+    unlink(ca_path);
+    unlink(key_path);
+}
+
+struct test_config_nested_range {
+    const char *open;  /* the text before the key, which goes on line 2 */
+    const char *close;
+    const char *path;  /* of the object that holds the key */
+    const char *key;
+    unsigned long long minimum;
+    unsigned long long maximum;
+};
+
+#define TEST_CONFIG_TOOL_BREAKER                                                               \
+    "{\"tools\": {\"t\": {" TEST_CONFIG_URL ", \"breaker\": {\"window\": \"time\","
+
+/* Every integer key of an endpoint, a key, a retry, a breaker and a tool accepts its bounds
+ * and rejects one past each, reported on the key's own line (arrays included). */
+Test(config_upstreams, integer_bounds)
+{
+    static const char *const key_open = "{\"endpoints\": {\"e\": {" TEST_CONFIG_URL ", \"keys\": "
+                                        "[{\"name\": \"a\"}, {\"name\": \"k\",";
+    static const struct test_config_nested_range ranges[] = {
+        {TEST_CONFIG_ENDPOINT, "}}}", "endpoints.e", "max_in_flight", 1, 100000},
+        {TEST_CONFIG_ENDPOINT, "}}}", "endpoints.e", "max_queue", 0, 1000000},
+        {TEST_CONFIG_ENDPOINT, "}}}", "endpoints.e", "max_connections", 1, 100000},
+        {TEST_CONFIG_ENDPOINT, "}}}", "endpoints.e", "connect_timeout_ms", 1, 3600000},
+        {TEST_CONFIG_ENDPOINT, "}}}", "endpoints.e", "first_byte_timeout_ms", 1, 3600000},
+        {TEST_CONFIG_ENDPOINT, "}}}", "endpoints.e", "timeout_ms", 1, 3600000},
+        {TEST_CONFIG_ENDPOINT, "}}}", "endpoints.e", "max_response_bytes", 1024, 1073741824},
+        {key_open, "}]}}}", "endpoints.e.keys[1]", "rpm", 0, 100000000},
+        {key_open, "}]}}}", "endpoints.e.keys[1]", "tpm", 0, 1000000000000},
+        {TEST_CONFIG_ENDPOINT "\"retry\": {\"max_ms\": 600000,", "}}}}", "endpoints.e.retry",
+         "max_attempts", 1, 10},
+        {TEST_CONFIG_ENDPOINT "\"retry\": {\"max_ms\": 600000,", "}}}}", "endpoints.e.retry",
+         "base_ms", 1, 60000},
+        {TEST_CONFIG_ENDPOINT "\"retry\": {\"base_ms\": 1,", "}}}}", "endpoints.e.retry",
+         "max_ms", 1, 600000},
+        {TEST_CONFIG_TOOL_BREAKER, "}}}}", "tools.t.breaker", "window_calls", 1, 100000},
+        {TEST_CONFIG_TOOL_BREAKER, "}}}}", "tools.t.breaker", "window_ms", 100, 3600000},
+        {TEST_CONFIG_TOOL_BREAKER, "}}}}", "tools.t.breaker", "min_calls", 1, 100000},
+        {TEST_CONFIG_TOOL_BREAKER, "}}}}", "tools.t.breaker", "failure_percent", 1, 100},
+        {TEST_CONFIG_TOOL_BREAKER, "}}}}", "tools.t.breaker", "slow_call_ms", 0, 3600000},
+        {TEST_CONFIG_TOOL_BREAKER, "}}}}", "tools.t.breaker", "slow_percent", 1, 100},
+        {TEST_CONFIG_TOOL_BREAKER, "}}}}", "tools.t.breaker", "open_ms", 1, 3600000},
+        {TEST_CONFIG_TOOL_BREAKER, "}}}}", "tools.t.breaker", "probes", 1, 1000},
+        {"{\"tools\": {\"t\": {" TEST_CONFIG_URL ",", "}}}", "tools.t", "timeout_ms", 1, 3600000},
+        {"{\"tools\": {\"t\": {" TEST_CONFIG_URL ",", "}}}", "tools.t", "connect_timeout_ms", 1,
+         3600000},
+        {"{\"tools\": {\"t\": {" TEST_CONFIG_URL ",", "}}}", "tools.t", "max_connections", 1,
+         100000},
+        {"{\"tools\": {\"t\": {" TEST_CONFIG_URL ",", "}}}", "tools.t", "max_response_bytes",
+         1024, 1073741824},
+    };
+    for (size_t i = 0; i < sizeof(ranges) / sizeof(ranges[0]); i++) {
+        const struct test_config_nested_range *range = &ranges[i];
+        unsigned long long probes[] = {range->minimum, range->maximum, range->minimum - 1,
+                                       range->maximum + 1};
+        for (size_t p = 0; p < 4; p++) {
+            if (p == 2 && range->minimum == 0) {
+                continue;
+            }
+            char text[512];
+            snprintf(text, sizeof(text), "%s\n\"%s\": %llu%s", range->open, range->key,
+                     probes[p], range->close);
+            struct config config;
+            if (p < 2) {
+                test_config_expect_ok(&config, text);
+                continue;
+            }
+            char expected[CONFIG_ERROR_MAX];
+            snprintf(expected, sizeof(expected),
+                     "test.json:2: %s.%s: must be an integer between %llu and %llu (got %llu)",
+                     range->path, range->key, range->minimum, range->maximum, probes[p]);
+            test_config_expect(text, expected);
+        }
+    }
+}
+
+Test(config_upstreams, unknown_keys)
+{
+    test_config_expect("{\"endpoints\": {\n\"e\": {" TEST_CONFIG_URL ",\n\"keys\": [{\"name\": "
+                       "\"k\"}],\n\"max_inflight\": 3}}}",
+                       "test.json:4: endpoints.e.max_inflight: unknown key; known keys: "
+                       TEST_CONFIG_KNOWN_ENDPOINT);
+    test_config_expect("{\"endpoints\": {\"e\": {" TEST_CONFIG_URL ", \"keys\": [\n"
+                       "{\"name\": \"a\"},\n{\"name\": \"b\",\n\"rmp\": 1}]}}}",
+                       "test.json:4: endpoints.e.keys[1].rmp: unknown key; known keys: name, "
+                       "env, file, rpm, tpm");
+    test_config_expect(TEST_CONFIG_ENDPOINT "\"breaker\": {\n\"windows\": \"count\"}}}}",
+                       "test.json:2: endpoints.e.breaker.windows: unknown key; known keys: "
+                       "window, window_calls, window_ms, min_calls, failure_percent, "
+                       "slow_call_ms, slow_percent, open_ms, probes");
+    test_config_expect(TEST_CONFIG_ENDPOINT "\"retry\": {\"attempts\": 2}}}}",
+                       "test.json:1: endpoints.e.retry.attempts: unknown key; known keys: "
+                       "max_attempts, base_ms, max_ms");
+    test_config_expect("{\"tools\": {\"t\": {" TEST_CONFIG_URL ",\n\"fallback_value\": 1}}}",
+                       "test.json:2: tools.t.fallback_value: unknown key; known keys: url, "
+                       "timeout_ms, connect_timeout_ms, max_connections, max_response_bytes, "
+                       "breaker, fallback, fallback_error");
+    test_config_expect("{\"tls\": {\"ca\": \"/x\"}}",
+                       "test.json:1: tls.ca: unknown key; known keys: ca_file");
+    test_config_expect("{\"resilience\": {\"reconcile\": 1}}",
+                       "test.json:1: resilience.reconcile: unknown key; known keys: "
+                       "reconcile_ms");
+}
+
+Test(config_upstreams, bad_window)
+{
+    test_config_expect("{\"tools\": {\"t\": {" TEST_CONFIG_URL ",\n\"breaker\": {\"window\": "
+                       "\"sliding\"}}}}",
+                       "test.json:2: tools.t.breaker.window: must be one of \"count\", \"time\" "
+                       "(got \"sliding\")");
+    test_config_expect(TEST_CONFIG_ENDPOINT "\"breaker\": {\"window\": 1}}}}",
+                       "test.json:1: endpoints.e.breaker.window: must be one of \"count\", "
+                       "\"time\" (got an integer)");
+    test_config_expect(TEST_CONFIG_ENDPOINT "\"breaker\": []}}}",
+                       "test.json:1: endpoints.e.breaker: must be an object (got an array)");
+}
+
+/* A min_calls no count window reaches is allowed: it keeps that breaker from opening. */
+Test(config_upstreams, breaker_min_calls_above_window)
+{
+    struct config config;
+    test_config_expect_ok(&config, "{\"tools\": {\"t\": {" TEST_CONFIG_URL ", \"breaker\": "
+                                   "{\"window_calls\": 5, \"min_calls\": 100}}}}");
+    cr_assert_eq(config.tools[0].breaker.window, CONFIG_WINDOW_COUNT);
+    cr_assert_eq(config.tools[0].breaker.window_calls, 5);
+    cr_assert_eq(config.tools[0].breaker.min_calls, 100);
+}
+
+Test(config_upstreams, retry_base_within_max)
+{
+    test_config_expect(TEST_CONFIG_ENDPOINT "\"retry\": {\"max_ms\": 100,\n\"base_ms\": 200}}}}",
+                       "test.json:2: endpoints.e.retry.base_ms: must be at most max_ms (100) "
+                       "(got 200)");
+    test_config_expect(TEST_CONFIG_ENDPOINT "\"retry\": {\n\"max_ms\": 50}}}}",
+                       "test.json:2: endpoints.e.retry.max_ms: must be at least base_ms (100, "
+                       "its default); set base_ms as well (got 50)");
+}
+
+Test(config_upstreams, missing_env_var_names_key_and_variable)
+{
+    unsetenv("RM_TEST_KEY_MISSING");
+    test_config_expect("{\"endpoints\": {\"e\": {" TEST_CONFIG_URL ", \"keys\": [{\"name\": "
+                       "\"a\"},\n{\"name\": \"b\", \"env\": \"RM_TEST_KEY_MISSING\"}]}}}",
+                       "test.json:2: endpoints.e.keys[1].env: environment variable "
+                       "RM_TEST_KEY_MISSING is not set");
+    cr_assert_eq(setenv("RM_TEST_KEY_EMPTY", "", 1), 0);
+    test_config_expect("{\"endpoints\": {\"e\": {" TEST_CONFIG_URL ", \"keys\": [{\"name\": "
+                       "\"a\", \"env\": \"RM_TEST_KEY_EMPTY\"}]}}}",
+                       "test.json:1: endpoints.e.keys[0].env: environment variable "
+                       "RM_TEST_KEY_EMPTY is empty");
+}
+
+Test(config_upstreams, fallbacks_name_other_endpoints)
+{
+    test_config_expect("{\"endpoints\": {\n\"a\": {" TEST_CONFIG_URL ", \"keys\": [{\"name\": "
+                       "\"k\"}],\n\"fallbacks\": [\"b\",\n\"c\"]},\n\"b\": {" TEST_CONFIG_URL
+                       ", \"keys\": [{\"name\": \"k\"}]}}}",
+                       "test.json:4: endpoints.a.fallbacks[1]: no endpoint is named \"c\"");
+    test_config_expect(TEST_CONFIG_ENDPOINT "\"fallbacks\": [\"e\"]}}}",
+                       "test.json:1: endpoints.e.fallbacks[0]: an endpoint cannot fall back to "
+                       "itself (got \"e\")");
+    test_config_expect("{\"endpoints\": {\"a\": {" TEST_CONFIG_URL ", \"keys\": [{\"name\": "
+                       "\"k\"}], \"fallbacks\": [\"b\", \"b\"]}, \"b\": {" TEST_CONFIG_URL
+                       ", \"keys\": [{\"name\": \"k\"}]}}}",
+                       "test.json:1: endpoints.a.fallbacks[1]: duplicate fallback (got \"b\")");
+    test_config_expect(TEST_CONFIG_ENDPOINT "\"fallbacks\": [\"a b\"]}}}",
+                       "test.json:1: endpoints.e.fallbacks[0]: no endpoint is named \"a b\"");
+    test_config_expect(TEST_CONFIG_ENDPOINT "\"fallbacks\": \"b\"}}}",
+                       "test.json:1: endpoints.e.fallbacks: must be an array of endpoint names "
+                       "(got a string)");
+    test_config_expect(TEST_CONFIG_ENDPOINT "\"fallbacks\": [\"a\", \"b\", \"c\", \"d\", "
+                       "\"f\"]}}}",
+                       "test.json:1: endpoints.e.fallbacks: at most 4 fallbacks (got 5)");
+}
+
+Test(config_upstreams, fallback_and_fallback_error_exclusive)
+{
+    test_config_expect("{\"tools\": {\"t\": {" TEST_CONFIG_URL ",\n\"fallback\": {\"a\": 1},\n"
+                       "\"fallback_error\": \"down\"}}}",
+                       "test.json:3: tools.t.fallback_error: cannot be set together with "
+                       "fallback; a tool has one fallback");
+    test_config_expect("{\"tools\": {\"t\": {" TEST_CONFIG_URL ", \"fallback_error\": \"\"}}}",
+                       "test.json:1: tools.t.fallback_error: must be a non-empty error message "
+                       "shorter than 2048 bytes (got 0 bytes)");
+    struct config config;
+    test_config_expect_ok(&config, "{\"tools\": {\"t\": {" TEST_CONFIG_URL ", \"fallback\": "
+                                   "null}, \"u\": {" TEST_CONFIG_URL ", \"fallback\": \"x\"}}}");
+    cr_assert_eq(config.tools[0].fallback_kind, CONFIG_FALLBACK_VALUE);
+    cr_assert_str_eq(config.tools[0].fallback, "null");
+    cr_assert_str_eq(config.tools[1].fallback, "\"x\"");
+    /* The limit counts the compact form: 2047 bytes fit, 2048 do not. */
+    char text[4096];
+    char value[2048];
+    memset(value, 'v', sizeof(value));
+    value[2045] = '\0';
+    snprintf(text, sizeof(text), "{\"tools\": {\"t\": {" TEST_CONFIG_URL ", \"fallback\": "
+                                 " \"%s\"}}}", value);
+    test_config_expect_ok(&config, text);
+    cr_assert_eq(strlen(config.tools[0].fallback), 2047);
+    value[2045] = 'v';
+    value[2046] = '\0';
+    snprintf(text, sizeof(text), "{\"tools\": {\"t\": {" TEST_CONFIG_URL ", \"fallback\": "
+                                 " \"%s\"}}}", value);
+    test_config_expect(text, "test.json:1: tools.t.fallback: must be a JSON value of at most "
+                             "2047 bytes in compact form (got 2048 bytes)");
+}
+
+Test(config_upstreams, too_many)
+{
+    char text[16384];
+    test_config_endpoints_text(text, sizeof(text), CONFIG_ENDPOINTS_MAX);
+    struct config config;
+    test_config_expect_ok(&config, text);
+    cr_assert_eq(config.endpoint_count, CONFIG_ENDPOINTS_MAX);
+    test_config_endpoints_text(text, sizeof(text), CONFIG_ENDPOINTS_MAX + 1);
+    test_config_expect(text, "test.json:1: endpoints: at most 16 endpoints (got 17)");
+    size_t used = (size_t)snprintf(text, sizeof(text), "{\"tools\": {");
+    for (int i = 0; i <= CONFIG_TOOLS_MAX; i++) {
+        used += (size_t)snprintf(text + used, sizeof(text) - used,
+                                 "%s\"t%d\": {" TEST_CONFIG_URL "}", i > 0 ? "," : "", i);
+    }
+    snprintf(text + used, sizeof(text) - used, "}}");
+    test_config_expect(text, "test.json:1: tools: at most 64 tools (got 65)");
+    used = (size_t)snprintf(text, sizeof(text), "{\"endpoints\": {\"e\": {" TEST_CONFIG_URL
+                                                ",\n\"keys\": [");
+    for (int i = 0; i <= CONFIG_KEYS_MAX; i++) {
+        used += (size_t)snprintf(text + used, sizeof(text) - used, "%s{\"name\": \"k%d\"}",
+                                 i > 0 ? "," : "", i);
+    }
+    snprintf(text + used, sizeof(text) - used, "]}}}");
+    test_config_expect(text, "test.json:2: endpoints.e.keys: at most 8 keys (got 9)");
+    test_config_expect(TEST_CONFIG_ENDPOINT "\"models\": [\"a\", \"b\", \"c\", \"d\", \"e\", "
+                       "\"f\", \"g\", \"h\", \"i\"]}}}",
+                       "test.json:1: endpoints.e.models: at most 8 models (got 9)");
+}
+
+Test(config_upstreams, bad_urls)
+{
+    static const char *const bad_schemes[] = {"ftp://x", "HTTP://x", "127.0.0.1:80", "",
+                                              "http:/x"};
+    for (size_t i = 0; i < sizeof(bad_schemes) / sizeof(bad_schemes[0]); i++) {
+        char text[256];
+        char expected[CONFIG_ERROR_MAX];
+        snprintf(text, sizeof(text), "{\"tools\": {\"t\": {\"url\": \"%s\"}}}", bad_schemes[i]);
+        snprintf(expected, sizeof(expected),
+                 "test.json:1: tools.t.url: must start with http:// or https:// (got \"%s\")",
+                 bad_schemes[i]);
+        test_config_expect(text, expected);
+    }
+    test_config_expect("{\"tools\": {\"t\": {\"url\": \"http://a b/\"}}}",
+                       "test.json:1: tools.t.url: must not hold spaces, control or non-ASCII "
+                       "bytes; percent-encode them (got \"http://a b/\")");
+    test_config_expect("{\"tools\": {\"t\": {\"url\": \"http://a\\r\\nHost: b\"}}}",
+                       "test.json:1: tools.t.url: must not hold spaces, control or non-ASCII "
+                       "bytes; percent-encode them (got \"http://a??Host: b\")");
+    test_config_expect("{\"endpoints\": {\"e\": {\"keys\": [{\"name\": \"k\"}],\n\"url\": "
+                       "\"https://host:99999/v1\"}}}",
+                       "test.json:2: endpoints.e.url: invalid URL \"https://host:99999/v1\": the "
+                       "port must be between 1 and 65535; expected http[s]://host[:port][/path]");
+    test_config_expect("{\"tools\": {\"t\": {\"url\": \"http://user@host/\"}}}",
+                       "test.json:1: tools.t.url: invalid URL \"http://user@host/\": user "
+                       "information is not supported; put credentials in headers; expected "
+                       "http[s]://host[:port][/path]");
+    test_config_expect("{\"tools\": {\"t\": {\"url\": 80}}}",
+                       "test.json:1: tools.t.url: must be a URL http[s]://host[:port][/path] "
+                       "(got an integer)");
+    char text[512];
+    char path[300];
+    memset(path, 'p', sizeof(path) - 1);
+    path[sizeof(path) - 1] = '\0';
+    snprintf(text, sizeof(text), "{\"tools\": {\"t\": {\"url\": \"http://h/%s\"}}}", path);
+    test_config_expect(text, "test.json:1: tools.t.url: must be a URL shorter than 256 bytes "
+                             "(got 308 bytes)");
+    test_config_expect("{\"tools\": {\"t\": {\"timeout_ms\": 5}}}",
+                       "test.json:1: tools.t: missing \"url\" (where the tool's arguments are "
+                       "POSTed)");
+    test_config_expect("{\"endpoints\": {\"e\": {\"keys\": [{\"name\": \"k\"}]}}}",
+                       "test.json:1: endpoints.e: missing \"url\" (the endpoint's base URL)");
+}
+
+Test(config_upstreams, key_names)
+{
+    test_config_expect("{\"endpoints\": {\"e\": {" TEST_CONFIG_URL ", \"keys\": [\n{\"name\": "
+                       "\"k\"},\n{\"name\": \"j\"},\n{\"name\": \"k\", \"rpm\": 5}]}}}",
+                       "test.json:4: endpoints.e.keys[2].name: duplicate key name in this "
+                       "endpoint (got \"k\")");
+    test_config_expect("{\"endpoints\": {\"e\": {" TEST_CONFIG_URL ", \"keys\": [{\"name\": "
+                       "\"k 1\"}]}}}",
+                       "test.json:1: endpoints.e.keys[0].name: must be a name of 1 to 63 "
+                       "characters of A-Z a-z 0-9 _ . - (got \"k 1\")");
+    test_config_expect("{\"endpoints\": {\"e\": {" TEST_CONFIG_URL ", \"keys\": [{\"rpm\": 1}]}}}",
+                       "test.json:1: endpoints.e.keys[0]: missing \"name\" (the key's label in "
+                       "metrics)");
+    test_config_expect("{\"endpoints\": {\"e\": {" TEST_CONFIG_URL ", \"keys\": [\"k\"]}}}",
+                       "test.json:1: endpoints.e.keys[0]: must be an object (got a string)");
+    test_config_expect("{\"endpoints\": {\"e\": {" TEST_CONFIG_URL ", \"keys\": []}}}",
+                       "test.json:1: endpoints.e.keys: needs at least one key; use {\"name\": "
+                       "\"local\"} for an endpoint without authentication");
+    test_config_expect("{\"endpoints\": {\"e\": {" TEST_CONFIG_URL "}}}",
+                       "test.json:1: endpoints.e: missing \"keys\" (at least one; {\"name\": "
+                       "\"local\"} for an endpoint without authentication)");
+    test_config_expect("{\"endpoints\": {\"e\": {" TEST_CONFIG_URL ", \"keys\": [{\"name\": "
+                       "\"k\", \"env\": \"A\",\n\"file\": \"/b\"}]}}}",
+                       "test.json:2: endpoints.e.keys[0].file: cannot be set together with env; "
+                       "a key has one secret");
+}
+
+Test(config_upstreams, item_names_and_models)
+{
+    test_config_expect("{\"endpoints\": {\n\"open ai\": {}}}",
+                       "test.json:2: endpoints.open ai: endpoint names are 1 to 63 characters "
+                       "of A-Z a-z 0-9 _ . -");
+    test_config_expect("{\"tools\": {\"\": {}}}",
+                       "test.json:1: tools.\"\": tool names are 1 to 63 characters of A-Z a-z "
+                       "0-9 _ . -");
+    test_config_expect("{\"tools\": []}",
+                       "test.json:1: tools: must be an object of tools by name (got an array)");
+    test_config_expect("{\"endpoints\": {\"e\": 1}}",
+                       "test.json:1: endpoints.e: must be an object (got an integer)");
+    test_config_expect(TEST_CONFIG_ENDPOINT "\"models\": [\"m,1\",\n\"m,1\"]}}}",
+                       "test.json:2: endpoints.e.models[1]: duplicate model in this endpoint "
+                       "(got \"m,1\")");
+    test_config_expect(TEST_CONFIG_ENDPOINT "\"models\": [\"a\", \"\"]}}}",
+                       "test.json:1: endpoints.e.models[1]: must be a model name of 1 to 63 "
+                       "visible ASCII characters (got \"\")");
+    test_config_expect(TEST_CONFIG_ENDPOINT "\"models\": [[\"a\"]]}}}",
+                       "test.json:1: endpoints.e.models[0]: must be a model name (got an "
+                       "array)");
+    struct config config;
+    test_config_expect_ok(&config, TEST_CONFIG_ENDPOINT "\"models\": [\"meta/llama-3:8b\"]}}}");
+    cr_assert_eq(config.endpoints[0].model_count, 1);
+    cr_assert_str_eq(config.endpoints[0].models[0], "meta/llama-3:8b");
+}
+
+Test(config_upstreams, tls_ca_file)
+{
+    test_config_expect("{\"tls\": {\"ca_file\": \"/nonexistent/ca.pem\"}}",
+                       "test.json:1: tls.ca_file: /nonexistent/ca.pem: cannot read: No such file "
+                       "or directory");
+    test_config_expect("{\"tls\": {\n\"ca_file\": \"/tmp\"}}",
+                       "test.json:2: tls.ca_file: /tmp: not a regular file (want a PEM bundle "
+                       "of CA certificates)");
+    test_config_expect("{\"tls\": {\"ca_file\": \"\"}}",
+                       "test.json:1: tls.ca_file: must be a non-empty path shorter than 512 "
+                       "bytes (got 0 bytes)");
+    test_config_expect("{\"tls\": \"/etc/ssl\"}",
+                       "test.json:1: tls: must be an object (got a string)");
+}
+
+/* Secrets that would break the Authorization header are refused, without being echoed. */
+Test(config_upstreams, secret_must_fit_a_header)
+{
+    cr_assert_eq(setenv("RM_TEST_KEY_CRLF", TEST_CONFIG_SECRET "\r\nX-Evil: 1", 1), 0);
+    test_config_expect("{\"endpoints\": {\"e\": {" TEST_CONFIG_URL ", \"keys\": [{\"name\": "
+                       "\"k\", \"env\": \"RM_TEST_KEY_CRLF\"}]}}}",
+                       "test.json:1: endpoints.e.keys[0].env: environment variable "
+                       "RM_TEST_KEY_CRLF holds a space, control or non-ASCII byte, which cannot "
+                       "go in an HTTP header");
+    char path[64];
+    char text[256];
+    char expected[CONFIG_ERROR_MAX];
+    test_config_write_file(path, sizeof(path), TEST_CONFIG_SECRET " x\n", 28);
+    snprintf(text, sizeof(text), "{\"endpoints\": {\"e\": {" TEST_CONFIG_URL ", \"keys\": "
+                                 "[{\"name\": \"k\", \"file\": \"%s\"}]}}}", path);
+    snprintf(expected, sizeof(expected),
+             "test.json:1: endpoints.e.keys[0].file: %s: holds a space, control or non-ASCII "
+             "byte, which cannot go in an HTTP header",
+             path);
+    test_config_expect(text, expected);
+    unlink(path);
+    test_config_expect("{\"endpoints\": {\"e\": {" TEST_CONFIG_URL ", \"keys\": [{\"name\": "
+                       "\"k\",\n\"api_key\": \"" TEST_CONFIG_SECRET "\"}]}}}",
+                       "test.json:2: endpoints.e.keys[0].api_key: secrets are not allowed in "
+                       "the config file; set env (an environment variable) or file (a file) "
+                       "instead");
+}
+
+/* A later error must neither show an API key nor leave one in the rejected config. */
+Test(config_upstreams, secret_never_in_errors)
+{
+    cr_assert_eq(setenv("RM_TEST_KEY_ENV", TEST_CONFIG_SECRET, 1), 0);
+    cr_assert_eq(setenv("RM_TEST_KEY_CRLF", TEST_CONFIG_SECRET "\r\n", 1), 0);
+    char path[64];
+    test_config_write_file(path, sizeof(path), TEST_CONFIG_SECRET, strlen(TEST_CONFIG_SECRET));
+    static const char *const templates[] = {
+        "{\"endpoints\": {\"e\": {" TEST_CONFIG_URL ", \"keys\": [{\"name\": \"a\", \"env\": "
+        "\"RM_TEST_KEY_ENV\"}, {\"name\": \"b\", \"file\": \"%s\"}]}}, \"threads\": 99}",
+        "{\"endpoints\": {\"e\": {" TEST_CONFIG_URL ", \"keys\": [{\"name\": \"a\", \"file\": "
+        "\"%s\"}], \"fallbacks\": [\"x\"]}}}",
+        "{\"endpoints\": {\"e\": {" TEST_CONFIG_URL ", \"keys\": [{\"name\": \"a\", \"file\": "
+        "\"%s\"}, {\"name\": \"a\", \"env\": \"RM_TEST_KEY_ENV\"}]}}}",
+        "{\"endpoints\": {\"e\": {\"keys\": [{\"name\": \"a\", \"file\": \"%s\"}], \"bogus\": "
+        "1}}}",
+        "{\"endpoints\": {\"e\": {" TEST_CONFIG_URL ", \"keys\": [{\"name\": \"a\", \"file\": "
+        "\"%s\"}, {\"name\": \"b\", \"env\": \"RM_TEST_KEY_CRLF\"}]}}}",
+        "{\"endpoints\": {\"e\": {" TEST_CONFIG_URL ", \"keys\": [{\"name\": \"a\", \"file\": "
+        "\"%s\", \"env\": \"RM_TEST_KEY_ENV\"}]}}}",
+        "{\"endpoints\": {\"e\": {" TEST_CONFIG_URL ", \"keys\": [{\"name\": \"a\", \"file\": "
+        "\"%s\"}]}}, \"tools\": {\"t\": {\"breaker\": {\"window\": \"x\"}}}}",
+    };
+    for (size_t i = 0; i < sizeof(templates) / sizeof(templates[0]); i++) {
+        char text[512];
+        snprintf(text, sizeof(text), templates[i], path);
+        struct config config;
+        cr_assert_eq(test_config_parse(&config, text), -1, "%s", text);
+        cr_assert_null(strstr(test_config_err, "s3cret"), "%s", test_config_err);
+        cr_assert_null(memmem(config.endpoints, sizeof(config.endpoints), "s3cret", 6),
+                       "%s", text);
+        for (int e = 0; e < CONFIG_ENDPOINTS_MAX; e++) {
+            for (int k = 0; k < CONFIG_KEYS_MAX; k++) {
+                cr_assert_not(config.endpoints[e].keys[k].secret_set);
+            }
+        }
+    }
+    unlink(path);
+}
+
+/* The line of an array element is found past commas and brackets inside earlier elements. */
+Test(config_upstreams, line_of_array_element)
+{
+    test_config_expect("{\"endpoints\": {\"e\": {" TEST_CONFIG_URL ",\n\"models\": [\"a,]\", "
+                       "\"[b\"],\n\"keys\": [\n{\"name\": \"a\", \"x\": [1, {\"k\": [2, 3]}]},\n"
+                       "{\"name\": \"b\",\n\"rpm\": -1}]}}}",
+                       "test.json:4: endpoints.e.keys[0].x: unknown key; known keys: name, env, "
+                       "file, rpm, tpm");
+    test_config_expect("{\"endpoints\": {\"e\": {" TEST_CONFIG_URL ",\n\"models\": [\"a,]\", "
+                       "\"[b\"],\n\"keys\": [\n{\"name\": \"a\", \"rpm\": 1, \"tpm\": 2},\n"
+                       "{\"name\": \"b\",\n\"rpm\": -1}]}}}",
+                       "test.json:6: endpoints.e.keys[1].rpm: must be an integer between 0 and "
+                       "100000000 (got -1)");
 }
