@@ -81,7 +81,7 @@ static int resilience_chat_burst(uint16_t port, int count, int parallel, const c
     fclose(config);
     char command[512];
     snprintf(command, sizeof(command),
-             "curl -s -m 60 -Z --parallel-immediate --parallel-max %d -K %s", parallel,
+             "curl -s -m 60 -Z --parallel-immediate --parallel-max %d -K %s 2>/dev/null", parallel,
              config_path);
     test_run(command, output, sizeof(output));
     unlink(body_path);
@@ -375,6 +375,30 @@ Test(resilience, bad_requests_full_queues_and_the_admin_token)
     cr_assert_eq(resilience_get(engine.port, "/metrics", NULL), 200);
     cr_assert_null(strstr(output, "ringmaster_llm_rejected_total{endpoint=\"mock\"} 0\n"),
                    "%s", output);
+    test_engine_stop(&engine);
+    test_mock_stop(&mock);
+}
+
+/* Both reactors take calls, share one exact in-flight cap and spend three rate-limited keys
+ * whose shares are reconciled every tick: run under ThreadSanitizer by make test-tsan. */
+TestSuite(crosscore_resilience, .init = resilience_init, .timeout = 240);
+
+Test(crosscore_resilience, both_cores_share_the_cap_and_the_key_budgets)
+{
+    struct test_mock mock;
+    test_mock_start(&mock, 0, "--max-concurrency 5 --llm-latency fixed:5");
+    struct test_engine engine;
+    resilience_endpoint_engine(
+        &engine, &mock,
+        "\"max_in_flight\": 5,"
+        " \"keys\": [{\"name\": \"a\", \"env\": \"RM_TEST_KEY_A\", \"rpm\": 6000},"
+        " {\"name\": \"b\", \"env\": \"RM_TEST_KEY_B\", \"rpm\": 6000, \"tpm\": 6000000},"
+        " {\"name\": \"c\", \"env\": \"RM_TEST_KEY_C\", \"tpm\": 6000000}]");
+    int ok = resilience_chat_burst(engine.port, 200, 100, resilience_chat);
+    cr_assert_eq(ok, 200, "every call must complete: %s", output);
+    resilience_mock_stats(&mock);
+    cr_assert_leq(test_json_number(stats, NULL, "in_flight_peak"), 5, "%s", stats);
+    cr_assert_eq(test_json_number(stats, "\"rejected_429\"", "total"), 0, "%s", stats);
     test_engine_stop(&engine);
     test_mock_stop(&mock);
 }
