@@ -613,8 +613,9 @@ static void llm_complete_http(struct http_client_request *request,
     }
     call->response_body = NULL;
     call->response_length = 0;
+    struct reactor *reactor = call->core->reactor; /* the call may be gone after the next line */
     llm_retry_or_fail(call, attempt, now);
-    reactor_keep_awake(call->core->reactor);
+    reactor_keep_awake(reactor);
 }
 
 void llm_cancel(struct llm_call *call)
