@@ -14,8 +14,8 @@
 #include "core/config_parser.h"
 #include "core/rm_assert.h"
 
-/* A config is a few kilobytes; the bound keeps a wrong path (a log file, a device) from being
- * read whole into memory. */
+/* A config is a few kilobytes (tens with long prompts and schemas); the bound keeps a wrong
+ * path (a log file, a device) from being read whole into memory. */
 #define CONFIG_FILE_BYTES_MAX (1024 * 1024)
 
 static pthread_once_t config_json_once = PTHREAD_ONCE_INIT;
@@ -54,6 +54,7 @@ void config_defaults(struct config *config)
         .idle_timeout_ms = 60000,
         .drain_timeout_ms = 10000,
         .max_value_bytes = CONFIG_MIB,
+        .max_invocations = 1000000,
     };
     config->durability.default_mode = CONFIG_DURABILITY_SYNC;
     config->durability.flush_interval_ms = 5;
@@ -228,6 +229,7 @@ static int config_parse_limits(struct config_parser *parser, json_t *value,
         CONFIG_LIMIT(idle_timeout_ms, 1, 3600000, config_parse_u32),
         CONFIG_LIMIT(drain_timeout_ms, 1, 3600000, config_parse_u32),
         CONFIG_LIMIT(max_value_bytes, 1, 64 * CONFIG_MIB, config_parse_u32),
+        CONFIG_LIMIT(max_invocations, 1, 100000000, config_parse_u32),
     };
     RM_ASSERT(field->parse == config_parse_limits);
     RM_ASSERT(parser->depth == 1);
@@ -422,6 +424,7 @@ static int config_parse_root(struct config_parser *parser, json_t *root)
         {"resilience", config_parse_resilience, 0, 0, 0},
         {"endpoints", config_parse_endpoints, 0, 0, 0},
         {"tools", config_parse_tools, 0, 0, 0},
+        {"agents", config_parse_agents, 0, 0, 0},
         {"admin", config_parse_admin, 0, 0, 0},
     };
     RM_ASSERT(root != NULL);
@@ -460,6 +463,9 @@ int config_parse(struct config *config, const char *source, const char *text, si
         .depth = 0,
     };
     int result = config_parse_root(&parser, root);
+    if (result == 0) {
+        result = config_check_references(&parser);
+    }
     json_decref(root);
     RM_ASSERT(parser.depth == 0);
     if (result != 0) {

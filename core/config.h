@@ -24,6 +24,12 @@
 #define CONFIG_FALLBACKS_MAX 4       /* fallback endpoints per endpoint */
 #define CONFIG_TOOLS_MAX 64
 #define CONFIG_FALLBACK_JSON_MAX 2048 /* a tool's fallback value, compact JSON */
+#define CONFIG_AGENTS_MAX 64
+#define CONFIG_AGENT_TOOLS_MAX 16      /* tools one agent may call */
+#define CONFIG_PROMPT_MAX 8192         /* an agent's system prompt */
+#define CONFIG_PARAMS_JSON_MAX 1024    /* an agent's model parameters, compact JSON */
+#define CONFIG_DESCRIPTION_MAX 512     /* a tool's description for the LLM */
+#define CONFIG_SCHEMA_JSON_MAX 4096    /* a tool's JSON schema, compact JSON */
 
 enum config_log_level { CONFIG_LOG_DEBUG, CONFIG_LOG_INFO, CONFIG_LOG_WARN, CONFIG_LOG_ERROR };
 enum config_durability { CONFIG_DURABILITY_SYNC, CONFIG_DURABILITY_ASYNC };
@@ -39,6 +45,8 @@ struct config_limits {
     uint32_t idle_timeout_ms;     /* keep-alive idle; default 60000 */
     uint32_t drain_timeout_ms;    /* on SIGTERM; default 10000 */
     uint32_t max_value_bytes;     /* store value; default 1 MiB */
+    uint32_t max_invocations;     /* queued and running, engine-wide (the memory budget);
+                                     default 1000000; beyond it 503 */
 };
 
 struct config_namespace_durability {
@@ -118,10 +126,21 @@ enum config_fallback_kind {
     CONFIG_FALLBACK_ERROR, /* "fallback_error": "text", returned as the tool's error */
 };
 
-/* A tool reached over HTTP: "tools": {"NAME": {...}}; the JSON arguments are POSTed to url. */
+enum config_tool_kind {
+    CONFIG_TOOL_HTTP,  /* "kind": "http" (default): the JSON arguments are POSTed to url */
+    CONFIG_TOOL_AGENT, /* "kind": "agent": invokes the agent named by "agent" (a sub-agent) */
+    CONFIG_TOOL_C,     /* "kind": "c": a function registered through the embedding API */
+};
+
+/* A tool: "tools": {"NAME": {...}}. Breaker and fallback apply to every kind. */
 struct config_tool {
     char name[CONFIG_NAME_MAX];
-    char url[CONFIG_URL_MAX];
+    enum config_tool_kind kind;
+    char url[CONFIG_URL_MAX];     /* http: required */
+    char agent[CONFIG_NAME_MAX];  /* agent: required, an agent of "agents" */
+    char description[CONFIG_DESCRIPTION_MAX]; /* for the LLM; default "" */
+    char parameters[CONFIG_SCHEMA_JSON_MAX];  /* JSON schema object, compact; default
+                                                 {"type":"object"} */
     uint32_t timeout_ms;          /* whole call; default 10000 */
     uint32_t connect_timeout_ms;  /* default 2000 */
     uint32_t max_connections;     /* per core; default 256 */
@@ -129,6 +148,23 @@ struct config_tool {
     struct config_breaker breaker;
     enum config_fallback_kind fallback_kind;
     char fallback[CONFIG_FALLBACK_JSON_MAX]; /* compact JSON value, or the error text */
+};
+
+/* An agent: "agents": {"NAME": {...}}. */
+struct config_agent {
+    char name[CONFIG_NAME_MAX];
+    char endpoint[CONFIG_NAME_MAX]; /* required: an endpoint of "endpoints" */
+    char model[CONFIG_NAME_MAX];    /* required */
+    char system[CONFIG_PROMPT_MAX]; /* "system": the system prompt; default "" (none) */
+    uint32_t tool_count;            /* "tools": names of "tools" entries */
+    char tools[CONFIG_AGENT_TOOLS_MAX][CONFIG_NAME_MAX];
+    uint32_t max_steps;       /* LLM calls per invocation; default 8, 1..100 */
+    uint32_t deadline_ms;     /* per invocation, from its start; default 300000 */
+    uint32_t max_concurrent;  /* running invocations, engine-wide; default 64 */
+    uint32_t max_queue;       /* queued invocations, engine-wide; default 10000 */
+    uint32_t max_depth;       /* sub-agent nesting below this agent; default 3, 0..8 */
+    char params[CONFIG_PARAMS_JSON_MAX]; /* "params": an object merged into every LLM request
+                                            (temperature, top_p, max_tokens...); default {} */
 };
 
 struct config {
@@ -156,6 +192,8 @@ struct config {
     struct config_endpoint endpoints[CONFIG_ENDPOINTS_MAX];
     uint32_t tool_count;
     struct config_tool tools[CONFIG_TOOLS_MAX];
+    uint32_t agent_count;
+    struct config_agent agents[CONFIG_AGENTS_MAX];
     struct {
         /* "admin": {"token_env": "NAME"} or {"token_file": "/path"}; empty = admin API off */
         char token[CONFIG_SECRET_MAX];

@@ -15,7 +15,7 @@
 #define CONFIG_ENV_NAME_MAX 128
 
 _Static_assert(CONFIG_ERROR_MAX >= 128, "errors need room for source, line and key path");
-_Static_assert(CONFIG_NAME_MAX == 64, "names are validated as 1..63 bytes");
+_Static_assert(CONFIG_NAME_MAX == 64, "names are validated as 1..63 bytes (CONFIG_NAME_RULE)");
 _Static_assert(CONFIG_SECRET_MAX == 256, "errors state the secret limit as 255 bytes");
 
 /* ---- locating a key path's line in the source text ---- */
@@ -538,6 +538,94 @@ bool config_name_valid(const char *name, size_t length)
         }
     }
     return true;
+}
+
+bool config_visible(const char *text, size_t length)
+{
+    RM_ASSERT(text != NULL || length == 0);
+    for (size_t i = 0; i < length; i++) {
+        unsigned char byte = (unsigned char)text[i];
+        if (byte <= ' ' || byte > '~') {
+            return false;
+        }
+    }
+    return true;
+}
+
+int config_parse_reference(struct config_parser *parser, json_t *value, const char *kind,
+                           char *out)
+{
+    RM_ASSERT(kind != NULL && out != NULL);
+    RM_ASSERT(parser->depth > 0);
+    if (!json_is_string(value)) {
+        return config_fail(parser, "must be the name of %s %s (got %s)",
+                           kind[0] == 'a' || kind[0] == 'e' ? "an" : "a", kind,
+                           config_type_name(value));
+    }
+    const char *name = json_string_value(value);
+    size_t length = json_string_length(value);
+    if (!config_name_valid(name, length)) {
+        char quoted[CONFIG_QUOTE_MAX];
+        config_quote(quoted, sizeof(quoted), name);
+        return config_fail(parser, "no %s is named %s", kind, quoted);
+    }
+    memcpy(out, name, length + 1);
+    return 0;
+}
+
+size_t config_json_compact(const json_t *value, char *out, size_t capacity)
+{
+    RM_ASSERT(value != NULL && out != NULL);
+    RM_ASSERT(capacity > 1);
+    /* json_dumpb writes at most the buffer's size and returns the whole length, so one call
+     * both encodes and measures. jansson prints reals with 17 digits, which turns a written
+     * 0.2 into 0.20000000000000001; 15 digits give back every decimal of up to 15 digits as
+     * written, so they are kept whenever they decode to the very same doubles. */
+    size_t flags = JSON_COMPACT | JSON_ENCODE_ANY;
+    size_t length = json_dumpb(value, out, capacity, flags | JSON_REAL_PRECISION(15));
+    if (length > 0 && length < capacity) {
+        json_t *decoded = json_loadb(out, length, JSON_DECODE_ANY, NULL);
+        bool same = decoded != NULL && json_equal(decoded, value);
+        json_decref(decoded);
+        length = same ? length : json_dumpb(value, out, capacity, flags);
+    }
+    out[length > 0 && length < capacity ? length : 0] = '\0';
+    return length;
+}
+
+/* ---- sections of named items ---- */
+
+int config_parse_named(struct config_parser *parser, json_t *value, const char *kind,
+                       uint32_t maximum, config_item_parse parse, uint32_t *count)
+{
+    RM_ASSERT(parser->depth == 1);
+    RM_ASSERT(*count == 0);
+    if (!json_is_object(value)) {
+        return config_fail(parser, "must be an object of %ss by name (got %s)", kind,
+                           config_type_name(value));
+    }
+    if (json_object_size(value) > maximum) {
+        return config_fail(parser, "at most %" PRIu32 " %ss (got %zu)", maximum, kind,
+                           json_object_size(value));
+    }
+    const char *name;
+    json_t *item;
+    json_object_foreach(value, name, item) {
+        config_path_push(parser, name);
+        size_t length = strlen(name);
+        int result = 0;
+        if (!config_name_valid(name, length)) {
+            result = config_fail(parser, "%s names are " CONFIG_NAME_RULE, kind);
+        } else {
+            result = parse(parser, item, name, length, *count);
+        }
+        config_path_pop(parser);
+        if (result != 0) {
+            return -1;
+        }
+        *count += 1;
+    }
+    return 0;
 }
 
 /* ---- secrets ---- */

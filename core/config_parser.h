@@ -3,7 +3,8 @@
 
 /* The configuration parser's machinery, shared by the files that parse its sections
  * (config.c: the engine's own sections; config_upstreams.c: tls, resilience, endpoints and
- * tools). Internal: nothing outside core/config*.c includes it.
+ * tools; config_agents.c: agents, and the references between sections). Internal: nothing
+ * outside core/config*.c includes it.
  *
  * A section is a table of struct config_field, one per known key; config_parse_object walks
  * a JSON object against a table, keeps the key path for errors and rejects unknown keys.
@@ -16,7 +17,8 @@
 
 #include "core/config.h"
 
-/* The schema's deepest key is endpoints.<name>.keys[<index>].<key>; one spare level. */
+/* The schema's deepest key is endpoints.<name>.keys[<index>].<key>; one spare level. (An
+ * agent's params are checked one level deep only: agents.<name>.params.<key>.) */
 #define CONFIG_KEY_DEPTH_MAX 6
 /* Keys and values echoed in errors are shortened so that one message stays readable. */
 #define CONFIG_ECHO_MAX 64
@@ -24,6 +26,7 @@
 #define CONFIG_MIB (1024ull * 1024)
 #define CONFIG_GIB (1024ull * CONFIG_MIB)
 #define CONFIG_TIB (1024ull * CONFIG_GIB)
+#define CONFIG_NAME_RULE "1 to 63 characters of A-Z a-z 0-9 _ . -"
 
 struct config_parser {
     struct config *config;
@@ -103,8 +106,29 @@ int config_parse_text(struct config_parser *parser, json_t *value, char *out, si
 /* Accepts one of names[]; *index is the position of the name given. */
 int config_parse_choice(struct config_parser *parser, json_t *value, const char *const *names,
                         size_t name_count, size_t *index);
-/* Names of namespaces, endpoints, tools and keys: 1..CONFIG_NAME_MAX-1 of [A-Za-z0-9_.-]. */
+/* Names of namespaces, endpoints, tools, agents and keys: 1..CONFIG_NAME_MAX-1 of
+ * [A-Za-z0-9_.-] (CONFIG_NAME_RULE). */
 bool config_name_valid(const char *name, size_t length);
+/* Bytes 0x21..0x7e: what may go into a request line or a header unescaped. */
+bool config_visible(const char *text, size_t length);
+
+/* A name that refers to an item of another section, "endpoint", "tool" or "agent" (kind),
+ * stored into out (CONFIG_NAME_MAX bytes). A string that is no valid name is refused now;
+ * whether such an item exists is for config_check_references, once every section is parsed. */
+int config_parse_reference(struct config_parser *parser, json_t *value, const char *kind,
+                           char *out);
+/* Encodes value as compact JSON into out (capacity bytes, NUL included). Returns its length:
+ * 0 when jansson cannot encode it, at least capacity when it does not fit; in both cases out
+ * holds the empty string. */
+size_t config_json_compact(const json_t *value, char *out, size_t capacity);
+
+/* Parses one item of a section of named items; index is its slot (the items parsed before). */
+typedef int (*config_item_parse)(struct config_parser *parser, json_t *value, const char *name,
+                                 size_t name_length, uint32_t index);
+/* An object of named items ("endpoints", "tools", "agents") at depth 1: at most maximum, each
+ * name valid; *count counts those parsed so far. kind names one item in errors ("tool"). */
+int config_parse_named(struct config_parser *parser, json_t *value, const char *kind,
+                       uint32_t maximum, config_item_parse parse, uint32_t *count);
 
 /* ---- secrets ---- */
 
@@ -128,5 +152,14 @@ int config_parse_tools(struct config_parser *parser, json_t *value,
                        const struct config_field *field);
 /* Wipes every API key secret, parsed or half-parsed, of a config that failed. */
 void config_upstreams_wipe(struct config *config);
+
+/* ---- sections parsed in config_agents.c ---- */
+
+int config_parse_agents(struct config_parser *parser, json_t *value,
+                        const struct config_field *field);
+/* Resolves the names one section gives of another's items (an agent's endpoint and tools, an
+ * agent tool's agent) once the whole root is parsed, since sections come in any order. Errors
+ * name the referring key. parser->depth is 0. */
+int config_check_references(struct config_parser *parser);
 
 #endif

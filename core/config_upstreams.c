@@ -1,5 +1,6 @@
 /* The configuration of what the engine calls out to: "tls", "resilience", "endpoints" (LLM
- * endpoints with their API keys) and "tools", with the circuit breakers of both. Parsed with
+ * endpoints with their API keys) and "tools" (of kind http, agent or c), with the circuit
+ * breakers of both. Whether a tool's agent exists is checked in config_agents.c. Parsed with
  * the machinery of config_parser.h, so errors read like every other config error. */
 
 #include <errno.h>
@@ -17,9 +18,14 @@
 #define CONFIG_CONNECTIONS_MAX 100000
 #define CONFIG_RPM_MAX 100000000ull     /* a limit above any provider's tier */
 #define CONFIG_TPM_MAX 1000000000000ull /* likewise, for tokens */
-#define CONFIG_NAME_RULE "1 to 63 characters of A-Z a-z 0-9 _ . -"
+/* A tool that declares no parameters takes an object, as function calling requires. */
+#define CONFIG_TOOL_PARAMETERS_DEFAULT "{\"type\":\"object\"}"
 
-_Static_assert(CONFIG_NAME_MAX == 64, "CONFIG_NAME_RULE states 63 characters");
+_Static_assert(sizeof(CONFIG_TOOL_PARAMETERS_DEFAULT) <= CONFIG_SCHEMA_JSON_MAX, "fits");
+
+static const char *const config_tool_kinds[] = {"http", "agent", "c"};
+_Static_assert(CONFIG_TOOL_HTTP == 0 && CONFIG_TOOL_AGENT == 1 && CONFIG_TOOL_C == 2,
+               "config_tool_kinds[] follows the enum");
 
 static const struct config_breaker config_breaker_default = {
     .window = CONFIG_WINDOW_COUNT,
@@ -85,6 +91,9 @@ static void config_tool_defaults(struct config_tool *tool, const char *name, siz
     tool->max_response_bytes = CONFIG_MIB;
     tool->breaker = config_breaker_default;
     tool->fallback_kind = CONFIG_FALLBACK_NONE;
+    tool->kind = CONFIG_TOOL_HTTP;
+    memcpy(tool->parameters, CONFIG_TOOL_PARAMETERS_DEFAULT,
+           sizeof(CONFIG_TOOL_PARAMETERS_DEFAULT));
 }
 
 /* The object being parsed, when the parser's base is known to be one. base_size tells them
@@ -108,19 +117,6 @@ static struct config_tool *config_tool_of(const struct config_parser *parser)
     RM_ASSERT(parser->base != NULL);
     RM_ASSERT(parser->base_size == sizeof(struct config_tool));
     return parser->base;
-}
-
-/* Bytes 0x21..0x7e: what may go into a request line or a header unescaped. */
-static bool config_visible(const char *text, size_t length)
-{
-    RM_ASSERT(text != NULL || length == 0);
-    for (size_t i = 0; i < length; i++) {
-        unsigned char byte = (unsigned char)text[i];
-        if (byte <= ' ' || byte > '~') {
-            return false;
-        }
-    }
-    return true;
 }
 
 /* ---- tls and resilience ---- */
@@ -562,44 +558,7 @@ static int config_check_fallbacks(struct config_parser *parser)
     return 0;
 }
 
-/* ---- endpoints and tools ---- */
-
-typedef int (*config_item_parse)(struct config_parser *parser, json_t *value, const char *name,
-                                 size_t name_length, uint32_t index);
-
-/* An object of named items ("endpoints", "tools"); *count counts those parsed so far. */
-static int config_parse_named(struct config_parser *parser, json_t *value, const char *kind,
-                              uint32_t maximum, config_item_parse parse, uint32_t *count)
-{
-    RM_ASSERT(parser->depth == 1);
-    RM_ASSERT(*count == 0);
-    if (!json_is_object(value)) {
-        return config_fail(parser, "must be an object of %ss by name (got %s)", kind,
-                           config_type_name(value));
-    }
-    if (json_object_size(value) > maximum) {
-        return config_fail(parser, "at most %" PRIu32 " %ss (got %zu)", maximum, kind,
-                           json_object_size(value));
-    }
-    const char *name;
-    json_t *item;
-    json_object_foreach(value, name, item) {
-        config_path_push(parser, name);
-        size_t length = strlen(name);
-        int result = 0;
-        if (!config_name_valid(name, length)) {
-            result = config_fail(parser, "%s names are " CONFIG_NAME_RULE, kind);
-        } else {
-            result = parse(parser, item, name, length, *count);
-        }
-        config_path_pop(parser);
-        if (result != 0) {
-            return -1;
-        }
-        *count += 1;
-    }
-    return 0;
-}
+/* ---- endpoints ---- */
 
 #define CONFIG_ENDPOINT(field, parse, minimum, maximum)                                       \
     {#field, parse, offsetof(struct config_endpoint, field), minimum, maximum}
@@ -660,17 +619,12 @@ static int config_parse_tool_fallback(struct config_parser *parser, json_t *valu
 {
     RM_ASSERT(field->parse == config_parse_tool_fallback);
     struct config_tool *tool = config_tool_of(parser);
-    /* json_dumpb writes at most the buffer's size and returns the whole length, so one call
-     * both encodes and measures, without an allocation. */
-    size_t length = json_dumpb(value, tool->fallback, sizeof(tool->fallback),
-                               JSON_COMPACT | JSON_ENCODE_ANY);
+    size_t length = config_json_compact(value, tool->fallback, sizeof(tool->fallback));
     if (length == 0 || length >= sizeof(tool->fallback)) {
-        tool->fallback[0] = '\0';
         return config_fail(parser, "must be a JSON value of at most %d bytes in compact form "
                                    "(got %zu bytes)",
                            CONFIG_FALLBACK_JSON_MAX - 1, length);
     }
-    tool->fallback[length] = '\0';
     tool->fallback_kind = CONFIG_FALLBACK_VALUE;
     return 0;
 }
@@ -688,6 +642,91 @@ static int config_parse_tool_fallback_error(struct config_parser *parser, json_t
     return 0;
 }
 
+static int config_parse_tool_kind(struct config_parser *parser, json_t *value,
+                                  const struct config_field *field)
+{
+    RM_ASSERT(field->parse == config_parse_tool_kind);
+    struct config_tool *tool = config_tool_of(parser);
+    size_t index = 0;
+    if (config_parse_choice(parser, value, config_tool_kinds, RM_ARRAY_LENGTH(config_tool_kinds),
+                            &index) != 0) {
+        return -1;
+    }
+    RM_ASSERT(index < RM_ARRAY_LENGTH(config_tool_kinds));
+    tool->kind = (enum config_tool_kind)index;
+    return 0;
+}
+
+static int config_parse_tool_agent(struct config_parser *parser, json_t *value,
+                                   const struct config_field *field)
+{
+    RM_ASSERT(field->parse == config_parse_tool_agent);
+    RM_ASSERT(parser->depth == 3);
+    struct config_tool *tool = config_tool_of(parser);
+    return config_parse_reference(parser, value, "agent", tool->agent);
+}
+
+static int config_parse_tool_description(struct config_parser *parser, json_t *value,
+                                         const struct config_field *field)
+{
+    RM_ASSERT(field->parse == config_parse_tool_description);
+    RM_ASSERT(parser->depth == 3);
+    struct config_tool *tool = config_tool_of(parser);
+    return config_parse_text(parser, value, tool->description, sizeof(tool->description), true,
+                             "a string");
+}
+
+/* The schema goes to the LLM as the function's "parameters" unchanged; the engine does not
+ * validate arguments against it, so only its form and size are checked here. */
+static int config_parse_tool_parameters(struct config_parser *parser, json_t *value,
+                                        const struct config_field *field)
+{
+    RM_ASSERT(field->parse == config_parse_tool_parameters);
+    RM_ASSERT(parser->depth == 3);
+    struct config_tool *tool = config_tool_of(parser);
+    if (!json_is_object(value)) {
+        return config_fail(parser, "must be a JSON schema object like {\"type\": \"object\", "
+                                   "\"properties\": {...}} (got %s)",
+                           config_type_name(value));
+    }
+    size_t length = config_json_compact(value, tool->parameters, sizeof(tool->parameters));
+    if (length == 0 || length >= sizeof(tool->parameters)) {
+        return config_fail(parser, "must be a JSON schema of at most %d bytes in compact form "
+                                   "(got %zu bytes)",
+                           CONFIG_SCHEMA_JSON_MAX - 1, length);
+    }
+    return 0;
+}
+
+/* What the kind requires and forbids, once every key of the tool is known (keys come in any
+ * order). A key that belongs to another kind is reported first: {"agent": "a"} without
+ * "kind" more likely lacks "kind": "agent" than a url. */
+static int config_check_tool_kind(struct config_parser *parser, json_t *value,
+                                  const struct config_tool *tool)
+{
+    RM_ASSERT(json_is_object(value));
+    RM_ASSERT(tool->kind < RM_ARRAY_LENGTH(config_tool_kinds));
+    const char *kind = config_tool_kinds[tool->kind];
+    if (tool->kind != CONFIG_TOOL_HTTP && json_object_get(value, "url") != NULL) {
+        return config_fail_key(parser, "url", "is only for tools of kind \"http\" (this tool's "
+                                              "kind is \"%s\")",
+                               kind);
+    }
+    if (tool->kind != CONFIG_TOOL_AGENT && json_object_get(value, "agent") != NULL) {
+        return config_fail_key(parser, "agent", "is only for tools of kind \"agent\" (this "
+                                                "tool's kind is \"%s\")",
+                               kind);
+    }
+    if (tool->kind == CONFIG_TOOL_HTTP && tool->url[0] == '\0') {
+        return config_fail(parser, "missing \"url\" (where the tool's arguments are POSTed)");
+    }
+    if (tool->kind == CONFIG_TOOL_AGENT && tool->agent[0] == '\0') {
+        return config_fail(parser, "missing \"agent\" (the agent that a tool of kind "
+                                   "\"agent\" invokes)");
+    }
+    return 0;
+}
+
 #define CONFIG_TOOL(field, parse, minimum, maximum)                                           \
     {#field, parse, offsetof(struct config_tool, field), minimum, maximum}
 
@@ -695,7 +734,11 @@ static int config_parse_tool(struct config_parser *parser, json_t *value, const 
                              size_t name_length, uint32_t index)
 {
     static const struct config_field fields[] = {
+        CONFIG_TOOL(kind, config_parse_tool_kind, 0, 0),
         CONFIG_TOOL(url, config_parse_url, 0, 0),
+        CONFIG_TOOL(agent, config_parse_tool_agent, 0, 0),
+        CONFIG_TOOL(description, config_parse_tool_description, 0, 0),
+        CONFIG_TOOL(parameters, config_parse_tool_parameters, 0, 0),
         CONFIG_TOOL(timeout_ms, config_parse_u32, 1, CONFIG_HOUR_MS),
         CONFIG_TOOL(connect_timeout_ms, config_parse_u32, 1, CONFIG_HOUR_MS),
         CONFIG_TOOL(max_connections, config_parse_u32, 1, CONFIG_CONNECTIONS_MAX),
@@ -717,10 +760,7 @@ static int config_parse_tool(struct config_parser *parser, json_t *value, const 
                                sizeof(*tool)) != 0) {
         return -1;
     }
-    if (tool->url[0] == '\0') {
-        return config_fail(parser, "missing \"url\" (where the tool's arguments are POSTed)");
-    }
-    return 0;
+    return config_check_tool_kind(parser, value, tool);
 }
 
 int config_parse_tools(struct config_parser *parser, json_t *value,

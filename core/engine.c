@@ -13,6 +13,8 @@
 #include "core/reactor.h"
 #include "core/ringmaster.h"
 #include "core/rm_assert.h"
+#include "core/invocation.h"
+#include "core/invocation_api.h"
 #include "core/upstream.h"
 #include "net/api.h"
 #include "net/http_server.h"
@@ -34,6 +36,7 @@ struct rm_engine {
     struct metrics_registry *metrics;
     struct store *store;
     struct upstream_set *upstreams;
+    struct invocation_runtime *runtime;
     struct reactor_group *group;
     int listen_fds[REACTOR_MAX];
     uint16_t port;
@@ -122,7 +125,13 @@ static int engine_create(struct config *config, struct rm_engine **out, char *er
     }
     result = upstream_set_create(&engine->config, engine->threads, engine->metrics,
                                  &engine->upstreams, err, err_length);
+    if (result == 0) {
+        result = invocation_runtime_create(&engine->config, engine->threads, engine->metrics,
+                                           engine->store, engine->upstreams, &engine->runtime,
+                                           err, err_length);
+    }
     if (result != 0) {
+        upstream_set_destroy(engine->upstreams);
         store_destroy(engine->store);
         metrics_destroy(engine->metrics);
         explicit_bzero(&engine->config, sizeof(engine->config));
@@ -194,6 +203,12 @@ static int engine_reactor_setup(struct reactor *reactor, void *context)
         return result;
     }
     result = upstream_core_open(engine->upstreams, reactor);
+    if (result == 0) {
+        result = invocation_core_open(engine->runtime, reactor);
+        if (result != 0) {
+            upstream_core_close(reactor);
+        }
+    }
     if (result != 0) {
         store_shard_close(engine->store, reactor);
         return result;
@@ -202,6 +217,7 @@ static int engine_reactor_setup(struct reactor *reactor, void *context)
     result = http_server_create(reactor, engine->listen_fds[index], &engine->server_config,
                                 &server);
     if (result != 0) {
+        invocation_core_close(engine->runtime, reactor);
         upstream_core_close(reactor);
         store_shard_close(engine->store, reactor);
         return result;
@@ -224,7 +240,8 @@ static bool engine_reactor_busy(struct reactor *reactor, void *context)
 {
     struct rm_engine *engine = context;
     return http_server_busy(reactor_slot_get(reactor, REACTOR_SLOT_SERVER)) ||
-           upstream_core_busy(reactor) || store_shard_busy(engine->store, reactor);
+           upstream_core_busy(reactor) || invocation_core_busy(engine->runtime, reactor) ||
+           store_shard_busy(engine->store, reactor);
 }
 
 static void engine_reactor_teardown(struct reactor *reactor, void *context)
@@ -232,6 +249,7 @@ static void engine_reactor_teardown(struct reactor *reactor, void *context)
     struct rm_engine *engine = context;
     http_server_destroy(reactor_slot_get(reactor, REACTOR_SLOT_SERVER));
     reactor_slot_set(reactor, REACTOR_SLOT_SERVER, NULL);
+    invocation_core_close(engine->runtime, reactor);
     upstream_core_close(reactor);
     store_shard_close(engine->store, reactor);
 }
@@ -246,6 +264,9 @@ static void engine_server_config(struct rm_engine *engine)
     engine->api.require_precondition = engine->config.store.require_precondition;
     engine->api.ready = &engine->ready;
     engine->api.upstreams = engine->upstreams;
+    engine->api.invoke = invocation_api_create;
+    engine->api.invocation = invocation_api_lookup;
+    engine->api.runtime = engine->runtime;
     engine->api.admin_token = engine->config.admin.token_set ? engine->config.admin.token : NULL;
     server->limits.max_uri_bytes = limits->max_uri_bytes;
     server->limits.max_header_bytes = limits->max_header_bytes;
@@ -299,6 +320,7 @@ int rm_engine_start(struct rm_engine *engine, char *err, size_t err_length)
     }
     engine->started = 1;
     __atomic_store_n(&engine->ready, 1, __ATOMIC_RELAXED);
+    invocation_runtime_ready(engine->runtime);
     char port[16], threads[16];
     snprintf(port, sizeof(port), "%u", engine->port);
     snprintf(threads, sizeof(threads), "%u", engine->threads);
@@ -348,9 +370,18 @@ void rm_engine_destroy(struct rm_engine *engine)
         reactor_group_destroy(engine->group);
     }
     listener_close(engine->listen_fds, engine->threads);
+    invocation_runtime_destroy(engine->runtime);
     upstream_set_destroy(engine->upstreams);
     store_destroy(engine->store);
     metrics_destroy(engine->metrics);
     explicit_bzero(&engine->config, sizeof(engine->config)); /* API keys, the admin token */
     rm_free(engine);
+}
+
+int rm_engine_register_tool(struct rm_engine *engine, const char *name, rm_tool_function function,
+                            void *context)
+{
+    RM_ASSERT(engine != NULL && name != NULL && function != NULL);
+    RM_ASSERT(!engine->started);
+    return invocation_runtime_register_tool(engine->runtime, name, function, context);
 }

@@ -147,6 +147,8 @@ int llm_submit(struct upstream_core *core, struct llm_call *call, uint32_t *retr
     call->attempts = call->endpoint_attempts = call->chain = 0;
     call->endpoint_used = call->endpoint;
     call->queue_wait_ns = 0;
+    call->events = 0;
+    call->usage_seen = false;
     call->error[0] = '\0';
     call->owned_body = NULL;
     if (call->estimated_tokens == 0) {
@@ -243,6 +245,8 @@ static void llm_key_refund(struct upstream_core *core, const struct upstream_key
 
 static void llm_complete_http(struct http_client_request *request,
                               const struct http_client_response *response);
+static void llm_stream_broken(struct llm_call *call);
+static void llm_event_http(struct http_client_request *request, const struct sse_event *event);
 
 static bool llm_next_endpoint(struct llm_call *call);
 
@@ -253,6 +257,7 @@ static void llm_send(struct llm_call *call, uint32_t key, int permit, uint64_t n
     struct upstream_endpoint *endpoint = llm_endpoint(call);
     llm_dequeue(call);
     call->key = key;
+    call->key_used = key;
     call->permit = permit;
     call->tokens_taken = call->estimated_tokens;
     call->queue_wait_ns += now_ns - call->enqueued_ns;
@@ -280,6 +285,7 @@ static void llm_send(struct llm_call *call, uint32_t key, int permit, uint64_t n
         .header_count = header_count,
         .body = body,
         .body_length = length,
+        .on_event = call->on_event != NULL ? llm_event_http : NULL,
         .on_complete = llm_complete_http,
         .context = call,
     };
@@ -486,6 +492,23 @@ static uint64_t llm_pause_ms(const struct http_client_response *response)
     return ms < 0 ? LLM_PAUSE_MS_DEFAULT : (uint64_t)ms;
 }
 
+/* Takes prompt_tokens / completion_tokens from a usage object; true when either was there. */
+static bool llm_usage_take(struct llm_call *call, json_t *object)
+{
+    json_t *prompt = json_object_get(object, "prompt_tokens");
+    json_t *completion = json_object_get(object, "completion_tokens");
+    bool found = false;
+    if (json_is_integer(prompt) && json_integer_value(prompt) >= 0) {
+        call->prompt_tokens = (uint64_t)json_integer_value(prompt);
+        found = true;
+    }
+    if (json_is_integer(completion) && json_integer_value(completion) >= 0) {
+        call->completion_tokens = (uint64_t)json_integer_value(completion);
+        found = true;
+    }
+    return found;
+}
+
 /* usage.prompt_tokens / completion_tokens of an OpenAI answer, found without parsing the
  * whole body. */
 static void llm_read_usage(struct llm_call *call, const char *body, size_t length)
@@ -497,14 +520,30 @@ static void llm_read_usage(struct llm_call *call, const char *body, size_t lengt
     }
     json_t *object = json_loadb(open, length - (size_t)(open - body), JSON_DISABLE_EOF_CHECK,
                                 NULL);
-    json_t *prompt = json_object_get(object, "prompt_tokens");
-    json_t *completion = json_object_get(object, "completion_tokens");
-    if (json_is_integer(prompt) && json_integer_value(prompt) >= 0) {
-        call->prompt_tokens = (uint64_t)json_integer_value(prompt);
+    llm_usage_take(call, object);
+    json_decref(object);
+}
+
+/* The usage of a streamed chunk: "usage": {...} in the last one, "usage": null (or nothing)
+ * in the others, so only an object right after the key is parsed. */
+static void llm_read_event_usage(struct llm_call *call, const char *data, size_t length)
+{
+    const char *usage = memmem(data, length, "\"usage\"", 7);
+    if (usage == NULL) {
+        return;
     }
-    if (json_is_integer(completion) && json_integer_value(completion) >= 0) {
-        call->completion_tokens = (uint64_t)json_integer_value(completion);
+    const char *end = data + length;
+    const char *cursor = usage + 7;
+    while (cursor < end && (*cursor == ':' || *cursor == ' ' || *cursor == '\t' ||
+                            *cursor == '\r' || *cursor == '\n')) {
+        cursor++;
     }
+    if (cursor == end || *cursor != '{') {
+        return;
+    }
+    RM_ASSERT(cursor > data && cursor < end);
+    json_t *object = json_loadb(cursor, (size_t)(end - cursor), JSON_DISABLE_EOF_CHECK, NULL);
+    call->usage_seen |= llm_usage_take(call, object);
     json_decref(object);
 }
 
@@ -532,6 +571,30 @@ static uint64_t llm_backoff_ns(struct upstream_core *core, const struct config_r
     return (half + llm_random(core) % (ms - half + 1)) * 1000000ull;
 }
 
+/* The token bucket's correction once an attempt is over: by the usage of an answer, or the
+ * whole charge back without one; a streamed answer (tokens were spent) keeps its estimate
+ * unless a chunk carried the usage. */
+static int64_t llm_correction(struct llm_call *call, enum llm_attempt_outcome attempt,
+                              const struct http_client_response *response)
+{
+    struct upstream_core *core = call->core;
+    struct upstream_endpoint *endpoint = llm_endpoint(call);
+    bool streamed = call->events > 0;
+    RM_ASSERT(!call->usage_seen || streamed);
+    if (!streamed && attempt == LLM_ATTEMPT_OK) {
+        llm_read_usage(call, response->body, response->body_length);
+    }
+    if (streamed ? !call->usage_seen : attempt != LLM_ATTEMPT_OK) {
+        return streamed ? 0 : -(int64_t)call->tokens_taken;
+    }
+    metrics_add(core->set->metrics, core->core, endpoint->tokens_prompt,
+                (int64_t)call->prompt_tokens);
+    metrics_add(core->set->metrics, core->core, endpoint->tokens_completion,
+                (int64_t)call->completion_tokens);
+    return (int64_t)(call->prompt_tokens + call->completion_tokens) -
+           (int64_t)call->tokens_taken;
+}
+
 static void llm_account(struct llm_call *call, enum llm_attempt_outcome attempt,
                         const struct http_client_response *response, uint64_t now_ns)
 {
@@ -546,14 +609,7 @@ static void llm_account(struct llm_call *call, enum llm_attempt_outcome attempt,
                   attempt == LLM_ATTEMPT_CONNECTION_ERROR;
     breaker_release(core->set->breakers, core->core, endpoint->breaker, call->permit, failed,
                     now_ns - call->sent_ns, now_ns);
-    int64_t correction = -(int64_t)call->tokens_taken;
-    if (attempt == LLM_ATTEMPT_OK) {
-        llm_read_usage(call, response->body, response->body_length);
-        correction += (int64_t)(call->prompt_tokens + call->completion_tokens);
-        metrics_add(metrics, core->core, endpoint->tokens_prompt, (int64_t)call->prompt_tokens);
-        metrics_add(metrics, core->core, endpoint->tokens_completion,
-                    (int64_t)call->completion_tokens);
-    }
+    int64_t correction = llm_correction(call, attempt, response);
     if (attempt != LLM_ATTEMPT_TIMEOUT) {
         bucket_adjust(core->set->buckets, core->core, key->tpm_bucket, correction);
     }
@@ -613,9 +669,37 @@ static void llm_complete_http(struct http_client_request *request,
     }
     call->response_body = NULL;
     call->response_length = 0;
+    if (call->events > 0) {
+        llm_stream_broken(call);
+        return;
+    }
     struct reactor *reactor = call->core->reactor; /* the call may be gone after the next line */
     llm_retry_or_fail(call, attempt, now);
     reactor_keep_awake(reactor);
+}
+
+/* A streamed answer failed after part of it was passed on: it cannot be retried. */
+static void llm_stream_broken(struct llm_call *call)
+{
+    RM_ASSERT(call->events > 0);
+    RM_ASSERT(call->state == LLM_IDLE);
+    char last[LLM_ERROR_MAX];
+    snprintf(last, sizeof(last), "%s", call->error);
+    snprintf(call->error, sizeof(call->error), "the answer broke off after %u streamed events "
+             "and cannot be retried; %.240s", call->events, last);
+    llm_finish(call, LLM_FAILED);
+}
+
+/* Passes one event of a streamed answer on; from the first one the call is committed to this
+ * attempt. */
+static void llm_event_http(struct http_client_request *request, const struct sse_event *event)
+{
+    struct llm_call *call = request->context;
+    RM_ASSERT(call->state == LLM_IN_FLIGHT);
+    RM_ASSERT(call->on_event != NULL);
+    call->events++;
+    llm_read_event_usage(call, event->data, event->data_length);
+    call->on_event(call, event->data, event->data_length); /* may cancel the call */
 }
 
 void llm_cancel(struct llm_call *call)

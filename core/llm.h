@@ -14,7 +14,15 @@
  * caller's problem and comes back as it is.
  *
  * Tokens: `estimated_tokens` are taken from the key's token bucket before the call and
- * corrected from the response's usage.total_tokens after it. */
+ * corrected from the response's usage.total_tokens after it.
+ *
+ * Streaming (optional, on_event set; the body asks for it with "stream": true): the data of
+ * each event of a 2xx text/event-stream answer goes to on_event as it arrives, the upstream's
+ * final "[DONE]" included. Retries and fallbacks happen only while no event has been
+ * delivered; a failure after the first event completes the call with LLM_FAILED (the caller
+ * has already passed part of the answer on). The token correction comes from a chunk's
+ * "usage" object (OpenAI sends one last with stream_options.include_usage); without it the
+ * estimate stands. An answer that is not an event stream completes as without on_event. */
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -37,6 +45,9 @@ enum llm_outcome {
 
 struct llm_call;
 typedef void (*llm_complete_function)(struct llm_call *call);
+/* One event's data (NUL-terminated, valid only during the call). endpoint_used, key_used and
+ * attempts describe the attempt being streamed. The callback may call llm_cancel. */
+typedef void (*llm_event_function)(struct llm_call *call, const char *data, size_t length);
 
 struct llm_call {
     /* Filled by the caller; body must stay valid until on_complete runs. */
@@ -45,11 +56,13 @@ struct llm_call {
     size_t body_length;
     uint64_t estimated_tokens; /* 0: estimated from the body's size */
     llm_complete_function on_complete;
+    llm_event_function on_event; /* optional: NULL for an answer in one piece */
     void *context;
     /* Results, valid during on_complete. */
     enum llm_outcome outcome;
     int status;                /* of the last attempt; 0 without an answer */
-    const char *response_body; /* of the last attempt, valid only during on_complete */
+    const char *response_body; /* of the last attempt, valid only during on_complete; NULL
+                                * when it was streamed (events > 0) */
     size_t response_length;
     uint64_t prompt_tokens;
     uint64_t completion_tokens;
@@ -57,6 +70,7 @@ struct llm_call {
     uint32_t endpoint_used;
     uint32_t key_used;
     uint64_t queue_wait_ns;    /* time spent waiting for a slot and a budget */
+    uint32_t events;           /* delivered to on_event; the answer was streamed when > 0 */
     char error[LLM_ERROR_MAX];
     /* Private to llm.c. */
     struct upstream_core *core;
@@ -71,6 +85,7 @@ struct llm_call {
     uint64_t sent_ns;
     int permit;                /* enum breaker_permit of the attempt in flight */
     uint8_t state;
+    bool usage_seen;           /* a streamed chunk carried the usage */
     char *owned_body;          /* the body rewritten for a fallback's model */
     struct http_client_header headers[2];
     struct http_client_request request;

@@ -31,6 +31,17 @@ const char *rm_version(void);
 int rm_engine_create_file(const char *path, struct rm_engine **out, char *err, size_t err_length);
 int rm_engine_create_json(const char *json, struct rm_engine **out, char *err, size_t err_length);
 
+/* A tool of kind "c" in the config, implemented by the embedding program. It runs on a
+ * reactor thread and must not block: it returns 0 with its result (JSON text, allocated with
+ * malloc; the engine frees it) or -1 with an error text allocated the same way. */
+typedef int (*rm_tool_function)(void *context, const char *arguments, size_t length,
+                                char **result, size_t *result_length);
+
+/* Registers the function of the config's tool `name` (kind "c"), before rm_engine_start.
+ * Returns 0, or -ENOENT when the config has no tool of kind "c" with that name. */
+int rm_engine_register_tool(struct rm_engine *engine, const char *name, rm_tool_function function,
+                            void *context);
+
 /* Opens the listeners and starts one reactor thread per configured core; returns once every
  * reactor is serving. */
 int rm_engine_start(struct rm_engine *engine, char *err, size_t err_length);

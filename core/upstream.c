@@ -188,9 +188,12 @@ static int upstream_network_init(struct upstream_set *set, char *err, size_t err
     bool tls = false, names = false;
     const struct config *config = set->config;
     for (uint32_t i = 0; i < config->endpoint_count + config->tool_count; i++) {
-        const char *text = i < config->endpoint_count
-                               ? config->endpoints[i].url
-                               : config->tools[i - config->endpoint_count].url;
+        const struct config_tool *tool =
+            i < config->endpoint_count ? NULL : &config->tools[i - config->endpoint_count];
+        if (tool != NULL && tool->kind != CONFIG_TOOL_HTTP) {
+            continue; /* agent and C tools have no URL */
+        }
+        const char *text = tool == NULL ? config->endpoints[i].url : tool->url;
         struct url url;
         char problem[URL_ERROR_BYTES];
         if (url_parse(text, &url, problem, sizeof(problem)) != 0) {
@@ -357,6 +360,10 @@ static int upstream_core_register(struct upstream_core *core, char *err, size_t 
     }
     for (uint32_t i = 0; i < set->tool_count; i++) {
         const struct config_tool *t = set->tools[i].config;
+        if (t->kind != CONFIG_TOOL_HTTP) {
+            core->tool_upstream[i] = UINT32_MAX; /* no HTTP client upstream behind it */
+            continue;
+        }
         struct http_client_upstream_config config = upstream_client_config(
             t->name, t->url, t->max_connections, t->connect_timeout_ms, t->timeout_ms,
             t->max_response_bytes);

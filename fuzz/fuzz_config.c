@@ -80,7 +80,9 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    struct config config;
+    /* Over a megabyte: static rather than on the stack of whatever thread drives the target.
+     * config_parse resets every field first, so nothing carries over between inputs. */
+    static struct config config;
     char err[CONFIG_ERROR_MAX];
     memset(err, 0x55, sizeof(err));
     int result = config_parse(&config, FUZZ_CONFIG_SOURCE, (const char *)data, size, err,

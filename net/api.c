@@ -31,6 +31,8 @@ const char *const api_route_names[API_ROUTE_COUNT] = {
     [API_ROUTE_CHAT] = "/v1/chat/completions",
     [API_ROUTE_TOOLS] = "/v1/tools/{tool}",
     [API_ROUTE_ADMIN] = "/v1/admin/{view}",
+    [API_ROUTE_INVOKE] = "/v1/agents/{agent}/invocations",
+    [API_ROUTE_INVOCATION] = "/v1/invocations/{id}",
 };
 
 static void api_healthz(struct api_context *context, struct http_exchange *exchange)
@@ -69,6 +71,24 @@ static void api_metrics(struct api_context *context, struct http_exchange *excha
     rm_free(text);
 }
 
+static void api_invoke(struct api_context *context, struct http_exchange *exchange)
+{
+    if (context->invoke == NULL) {
+        http_exchange_respond_error(exchange, 404, "not_found", "no agent runtime");
+        return;
+    }
+    context->invoke(context->runtime, exchange);
+}
+
+static void api_invocation(struct api_context *context, struct http_exchange *exchange)
+{
+    if (context->invocation == NULL) {
+        http_exchange_respond_error(exchange, 404, "not_found", "no agent runtime");
+        return;
+    }
+    context->invocation(context->runtime, exchange);
+}
+
 static const struct api_route_entry api_routes[] = {
     {"/healthz", API_ROUTE_HEALTHZ, API_READ_METHODS, "GET, HEAD", api_healthz},
     {"/readyz", API_ROUTE_READYZ, API_READ_METHODS, "GET, HEAD", api_readyz},
@@ -80,6 +100,10 @@ static const struct api_route_entry api_routes[] = {
      api_gateway_chat},
     {"/v1/tools/", API_ROUTE_TOOLS, API_METHOD_BIT(HTTP_METHOD_POST), "POST", api_gateway_tool},
     {"/v1/admin/", API_ROUTE_ADMIN, API_READ_METHODS, "GET, HEAD", api_admin_handle},
+    {"/v1/agents/", API_ROUTE_INVOKE, API_METHOD_BIT(HTTP_METHOD_POST), "POST", api_invoke},
+    {"/v1/invocations/", API_ROUTE_INVOCATION,
+     API_READ_METHODS | API_METHOD_BIT(HTTP_METHOD_DELETE), "GET, HEAD, DELETE",
+     api_invocation},
 };
 
 static const char api_method_not_allowed[] =

@@ -17,6 +17,8 @@ enum api_route {
     API_ROUTE_CHAT,
     API_ROUTE_TOOLS,
     API_ROUTE_ADMIN,
+    API_ROUTE_INVOKE,
+    API_ROUTE_INVOCATION,
     API_ROUTE_COUNT,
 };
 
@@ -33,6 +35,11 @@ struct api_context {
     const int *ready;
     struct upstream_set *upstreams;
     const char *admin_token; /* NULL: the admin API is off */
+    /* The agent runtime's routes (core/invocation_api.h), so that net/ does not include the
+     * runtime; NULL answers 404. */
+    void (*invoke)(void *runtime, struct http_exchange *exchange);
+    void (*invocation)(void *runtime, struct http_exchange *exchange);
+    void *runtime;
 };
 
 extern const char *const api_route_names[API_ROUTE_COUNT];

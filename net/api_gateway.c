@@ -1,6 +1,12 @@
 /* The gateway routes: POST /v1/chat/completions through the LLM queue of the endpoint that
- * serves the model, and POST /v1/tools/{tool} through the tool's breaker. */
+ * serves the model, and POST /v1/tools/{tool} through the tool's breaker.
+ *
+ * "stream": true is streamed through as OpenAI does it: the upstream's events are passed on
+ * as they arrive ("data: {...}\n\n" ... "data: [DONE]\n\n"). Until the first event nothing
+ * is sent, so a call that fails before it gets the usual JSON error; one that breaks off
+ * after it gets a last "data: {"error":{...}}" event. */
 
+#include <errno.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <string.h>
@@ -13,10 +19,21 @@
 #include "net/api_gateway.h"
 
 #define API_GATEWAY_TOOL_PREFIX "/v1/tools/"
+/* Events up to this size are framed on the stack; larger ones in a heap buffer. */
+#define API_GATEWAY_EVENT_STACK_BYTES 4096
 
 struct api_gateway_chat {
     struct http_exchange *exchange;
+    bool stream;    /* the request asked for "stream": true */
+    bool streaming; /* the streamed answer has begun */
     struct llm_call call;
+};
+
+/* What the gateway reads from a chat request. */
+struct api_gateway_chat_request {
+    char model[CONFIG_NAME_MAX];
+    uint64_t max_tokens; /* 0: not given */
+    bool stream;
 };
 
 struct api_gateway_tool {
@@ -48,23 +65,139 @@ static void api_gateway_retry_after(struct http_exchange *exchange, int status,
                           (size_t)length < sizeof(body) ? (size_t)length : sizeof(body) - 1);
 }
 
+#define API_GATEWAY_CHAT_HEADERS 4
+
+/* The headers of an answer from an endpoint: which endpoint and key served it, after how
+ * many attempts. `attempts` holds the number's text (16 bytes). */
+static void api_gateway_chat_headers(const struct llm_call *call,
+                                     struct http_response_header *headers, char *attempts)
+{
+    const struct upstream_endpoint *endpoint =
+        &call->core->set->endpoints[call->endpoint_used];
+    RM_ASSERT(call->attempts >= 1);
+    RM_ASSERT(call->key_used < endpoint->config->key_count);
+    snprintf(attempts, 16, "%u", call->attempts);
+    headers[0] = (struct http_response_header){"Ringmaster-Endpoint", endpoint->config->name};
+    headers[1] = (struct http_response_header){"Ringmaster-Key",
+                                               endpoint->config->keys[call->key_used].name};
+    headers[2] = (struct http_response_header){"Ringmaster-Attempts", attempts};
+    headers[3] = (struct http_response_header){"Cache-Control", "no-cache"};
+}
+
+/* Starts the streamed answer once; the headers are the attempt's that streams. */
+static int api_gateway_stream_begin(struct api_gateway_chat *chat)
+{
+    if (chat->streaming) {
+        return 0;
+    }
+    struct http_response_header headers[API_GATEWAY_CHAT_HEADERS];
+    char attempts[16];
+    api_gateway_chat_headers(&chat->call, headers, attempts);
+    chat->streaming = true; /* from here on the stream must be ended, whatever happens */
+    return http_exchange_stream_begin(chat->exchange, 200, "text/event-stream", headers,
+                                      API_GATEWAY_CHAT_HEADERS);
+}
+
+/* Frames `data` as one event: "data: " before each of its lines, a blank line after. */
+static size_t api_gateway_event_frame(char *frame, const char *data, size_t length)
+{
+    size_t used = 0;
+    memcpy(frame, "data: ", 6);
+    used += 6;
+    for (size_t i = 0; i < length; i++) {
+        if (data[i] == '\n') {
+            memcpy(frame + used, "\ndata: ", 7);
+            used += 7;
+        } else {
+            frame[used++] = data[i];
+        }
+    }
+    memcpy(frame + used, "\n\n", 2);
+    return used + 2;
+}
+
+/* Writes one event to the stream; the stream's error when it is gone. */
+static int api_gateway_event_write(struct http_exchange *exchange, const char *data,
+                                   size_t length)
+{
+    size_t lines = 0;
+    for (const char *at = memchr(data, '\n', length); at != NULL;
+         at = memchr(at + 1, '\n', length - (size_t)(at + 1 - data))) {
+        lines++;
+    }
+    size_t size = length + 6 * lines + 8;
+    char stack[API_GATEWAY_EVENT_STACK_BYTES];
+    char *frame = size <= sizeof(stack) ? stack : rm_malloc(size);
+    if (frame == NULL) {
+        return -ENOMEM;
+    }
+    size_t framed = api_gateway_event_frame(frame, data, length);
+    RM_ASSERT(framed == size);
+    int result = http_exchange_stream_write(exchange, frame, framed);
+    if (frame != stack) {
+        rm_free(frame);
+    }
+    return result;
+}
+
+/* An event of the upstream's stream: passed on at once. A client that went away (or could
+ * not keep up) ends the call: nobody would read the rest. */
+static void api_gateway_chat_event(struct llm_call *call, const char *data, size_t length)
+{
+    struct api_gateway_chat *chat = call->context;
+    RM_ASSERT(chat->stream);
+    RM_ASSERT(&chat->call == call);
+    int result = api_gateway_stream_begin(chat);
+    if (result == 0) {
+        result = api_gateway_event_write(chat->exchange, data, length);
+    }
+    if (result != 0) {
+        llm_cancel(call);
+        http_exchange_stream_end(chat->exchange);
+        rm_free(chat);
+    }
+}
+
+/* The end of a streamed answer: after a failure a last event says what happened. */
+static void api_gateway_stream_finish(struct api_gateway_chat *chat)
+{
+    const struct llm_call *call = &chat->call;
+    if (call->outcome != LLM_OK) {
+        json_t *text = json_string(call->error);
+        char *message = json_dumps(text, JSON_ENCODE_ANY);
+        char event[LLM_ERROR_MAX + 128];
+        int length = snprintf(event, sizeof(event),
+                              "{\"error\":{\"type\":\"upstream_failed\",\"message\":%s}}",
+                              message != NULL ? message : "\"\"");
+        rm_free(message);
+        json_decref(text);
+        RM_ASSERT(length > 0);
+        size_t used = (size_t)length < sizeof(event) ? (size_t)length : sizeof(event) - 1;
+        api_gateway_event_write(chat->exchange, event, used);
+    }
+    http_exchange_stream_end(chat->exchange);
+}
+
 static void api_gateway_chat_done(struct llm_call *call)
 {
     struct api_gateway_chat *chat = call->context;
-    const struct upstream_endpoint *endpoint =
-        &call->core->set->endpoints[call->endpoint_used];
+    bool empty_stream = chat->stream && call->outcome == LLM_OK && call->response_body == NULL;
+    if (chat->streaming || empty_stream) {
+        api_gateway_stream_begin(chat); /* an event stream without events: begun here */
+        api_gateway_stream_finish(chat);
+        rm_free(chat);
+        return;
+    }
+    struct http_response_header headers[API_GATEWAY_CHAT_HEADERS];
     char attempts[16];
-    snprintf(attempts, sizeof(attempts), "%u", call->attempts);
-    struct http_response_header headers[] = {
-        {"Ringmaster-Endpoint", endpoint->config->name},
-        {"Ringmaster-Key", endpoint->config->keys[call->key].name},
-        {"Ringmaster-Attempts", attempts},
-    };
     switch (call->outcome) {
     case LLM_OK:
     case LLM_UPSTREAM_ERROR:
-        http_exchange_respond(chat->exchange, call->status, "application/json", headers, 3,
-                              call->response_body, call->response_length);
+        api_gateway_chat_headers(call, headers, attempts);
+        /* Without the last header: Cache-Control is for the event stream. */
+        http_exchange_respond(chat->exchange, call->status, "application/json", headers,
+                              API_GATEWAY_CHAT_HEADERS - 1, call->response_body,
+                              call->response_length);
         break;
     case LLM_BREAKER_OPEN:
         api_gateway_retry_after(chat->exchange, 503, "circuit_open", call->error, 1000);
@@ -76,9 +209,10 @@ static void api_gateway_chat_done(struct llm_call *call)
     rm_free(chat);
 }
 
-/* The model and the completion budget of a chat request; NULL or what is wrong. */
-static const char *api_gateway_chat_parse(const struct http_slice *body, char *model,
-                                          size_t model_size, uint64_t *max_tokens)
+/* The model, the completion budget and the streaming of a chat request; NULL or what is
+ * wrong. */
+static const char *api_gateway_chat_parse(const struct http_slice *body,
+                                          struct api_gateway_chat_request *chat)
 {
     json_t *root = json_loadb(body->base, body->length, 0, NULL);
     const char *problem = NULL;
@@ -89,17 +223,16 @@ static const char *api_gateway_chat_parse(const struct http_slice *body, char *m
     if (!json_is_object(root)) {
         problem = "the body must be a JSON object (an OpenAI chat completions request)";
     } else if (!json_is_string(name) || json_string_length(name) == 0 ||
-               json_string_length(name) >= model_size) {
+               json_string_length(name) >= sizeof(chat->model)) {
         problem = "\"model\" must be a non-empty string of at most 63 bytes";
     } else if (!json_is_array(messages) || json_array_size(messages) == 0) {
         problem = "\"messages\" must be a non-empty array";
-    } else if (json_is_true(json_object_get(root, "stream"))) {
-        problem = "\"stream\": true is not supported by this gateway yet; send it without";
     } else {
-        memcpy(model, json_string_value(name), json_string_length(name) + 1);
-        *max_tokens = json_is_integer(limit) && json_integer_value(limit) > 0
-                          ? (uint64_t)json_integer_value(limit)
-                          : 0;
+        memcpy(chat->model, json_string_value(name), json_string_length(name) + 1);
+        chat->max_tokens = json_is_integer(limit) && json_integer_value(limit) > 0
+                               ? (uint64_t)json_integer_value(limit)
+                               : 0;
+        chat->stream = json_is_true(json_object_get(root, "stream"));
     }
     json_decref(root);
     return problem;
@@ -108,15 +241,14 @@ static const char *api_gateway_chat_parse(const struct http_slice *body, char *m
 void api_gateway_chat(struct api_context *api, struct http_exchange *exchange)
 {
     const struct http_request *request = http_exchange_request(exchange);
-    char model[CONFIG_NAME_MAX];
-    uint64_t max_tokens = 0;
-    const char *problem =
-        api_gateway_chat_parse(&request->body, model, sizeof(model), &max_tokens);
+    struct api_gateway_chat_request parsed = {0};
+    const char *problem = api_gateway_chat_parse(&request->body, &parsed);
     if (problem != NULL) {
         http_exchange_respond_error(exchange, 400, "invalid_request_error", problem);
         return;
     }
-    int endpoint = upstream_endpoint_for_model(api->upstreams, model, strlen(model));
+    int endpoint =
+        upstream_endpoint_for_model(api->upstreams, parsed.model, strlen(parsed.model));
     if (endpoint < 0) {
         http_exchange_respond_error(exchange, 404, "model_not_found",
                                     "no configured endpoint serves this model; add it to an "
@@ -129,11 +261,13 @@ void api_gateway_chat(struct api_context *api, struct http_exchange *exchange)
         return;
     }
     chat->exchange = exchange;
+    chat->stream = parsed.stream;
     chat->call.endpoint = (uint32_t)endpoint;
     chat->call.body = request->body.base;
     chat->call.body_length = request->body.length;
-    chat->call.estimated_tokens = llm_estimate_tokens(request->body.length, max_tokens);
+    chat->call.estimated_tokens = llm_estimate_tokens(request->body.length, parsed.max_tokens);
     chat->call.on_complete = api_gateway_chat_done;
+    chat->call.on_event = parsed.stream ? api_gateway_chat_event : NULL;
     chat->call.context = chat;
     uint32_t retry_after_ms = 0;
     if (llm_submit(api_gateway_core(exchange), &chat->call, &retry_after_ms) != 0) {

@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -26,6 +27,19 @@
 #define HTTP_BUFFER_GROUP 1
 #define HTTP_STATUS_SLOTS 600
 #define HTTP_ROUTES_MAX 64
+/* A response head is at most this long (http_response.c has the same bound). */
+#define HTTP_HEAD_MAX_BYTES 8192
+#define HTTP_OUTPUT_INITIAL_BYTES 4096
+#define HTTP_CONTINUE_BYTES 32 /* "HTTP/1.1 100 Continue\r\n\r\n" and some */
+/* A send that completed past this offset, and past half the output, moves the unsent rest to
+ * the front: a stream whose client keeps up reuses its buffer instead of growing it, and
+ * every byte moves at most once per byte sent. */
+#define HTTP_OUTPUT_COMPACT_BYTES (64 * 1024)
+
+/* Before a stream starts the output holds less than the high-water mark plus one head, so a
+ * stream always has room for its first chunks. */
+_Static_assert(HTTP_STREAM_UNSENT_MAX >= 2 * (HTTP_OUTPUT_HIGH_WATER + HTTP_HEAD_MAX_BYTES),
+               "a stream must not fail on what was queued before it");
 
 enum http_conn_state { HTTP_CONN_FREE, HTTP_CONN_OPEN, HTTP_CONN_LINGER, HTTP_CONN_CLOSING };
 enum http_timer_kind { HTTP_TIMER_NONE, HTTP_TIMER_HEADER, HTTP_TIMER_BODY, HTTP_TIMER_IDLE,
@@ -36,6 +50,10 @@ struct http_exchange {
     struct http_request *request;
     uint32_t route;
     uint64_t start_ns;
+    int stream_status;     /* counted in the metrics when the stream ends */
+    bool streaming;        /* between http_exchange_stream_begin and _end */
+    bool stream_chunked;   /* else delimited by the close (HTTP/1.0) */
+    bool stream_omit_body; /* HEAD */
 };
 
 struct http_conn {
@@ -53,6 +71,8 @@ struct http_conn {
     struct reactor_op close_op;
     struct http_reader reader;
     struct http_output output;
+    /* The buffer a send in flight reads from, when the output had to move meanwhile. */
+    char *retired_output;
     struct timer_entry timer;
     struct http_exchange exchange;
     struct http_conn *next_free;
@@ -93,6 +113,7 @@ static void http_conn_process(struct http_conn *conn);
 static void http_conn_close(struct http_conn *conn);
 static void http_conn_flush(struct http_conn *conn);
 static void http_conn_arm_recv(struct http_conn *conn);
+static int http_conn_reserve(struct http_conn *conn, size_t extra);
 
 static struct http_conn *http_conn_of_op(struct reactor_op *op) { return op->context; }
 
@@ -204,19 +225,28 @@ static void http_conn_timer_update(struct http_conn *conn)
     }
 }
 
+/* Makes the connection's exchange the active one, for `request` (NULL: no request reached a
+ * handler). */
+static void http_conn_open_exchange(struct http_conn *conn, struct http_request *request)
+{
+    RM_ASSERT(!conn->exchange_active);
+    RM_ASSERT(conn->state == HTTP_CONN_OPEN);
+    conn->exchange = (struct http_exchange){
+        .conn = conn,
+        .request = request,
+        .start_ns = reactor_now_ns(conn->server->reactor),
+    };
+    conn->exchange_active = true;
+    conn->server->active_exchanges++;
+}
+
 /* Answers a request that never reached a handler (unframeable input, a timeout) and
  * closes: after such an error the connection's framing cannot be trusted. */
 static void http_conn_fail(struct http_conn *conn, int status, const char *type,
                            const char *message)
 {
     RM_ASSERT(status >= 400);
-    RM_ASSERT(!conn->exchange_active);
-    conn->exchange.conn = conn;
-    conn->exchange.request = NULL;
-    conn->exchange.route = 0;
-    conn->exchange.start_ns = reactor_now_ns(conn->server->reactor);
-    conn->exchange_active = true;
-    conn->server->active_exchanges++;
+    http_conn_open_exchange(conn, NULL);
     conn->close_after_send = true;
     http_exchange_respond_error(&conn->exchange, status, type, message);
 }
@@ -262,8 +292,11 @@ static void http_conn_on_close(struct reactor_op *op, int result, uint32_t flags
     struct http_server *server = conn->server;
     RM_ASSERT(conn->state == HTTP_CONN_CLOSING);
     RM_ASSERT(server->open_count > 0);
+    RM_ASSERT(!conn->send_in_flight);
     http_reader_free(&conn->reader);
     http_output_free(&conn->output);
+    rm_free(conn->retired_output);
+    conn->retired_output = NULL;
     conn->state = HTTP_CONN_FREE;
     conn->next_free = server->free_list;
     server->free_list = conn;
@@ -302,12 +335,29 @@ static void http_conn_linger(struct http_conn *conn)
     }
 }
 
+/* Moves the unsent rest of the output to the front; only while no send is in flight. */
+static void http_conn_compact(struct http_conn *conn)
+{
+    struct http_output *output = &conn->output;
+    RM_ASSERT(!conn->send_in_flight);
+    RM_ASSERT(output->sent < output->length);
+    size_t unsent = output->length - output->sent;
+    if (output->sent < HTTP_OUTPUT_COMPACT_BYTES || output->sent < unsent) {
+        return;
+    }
+    memmove(output->data, output->data + output->sent, unsent);
+    output->length = unsent;
+    output->sent = 0;
+}
+
 static void http_conn_on_send(struct reactor_op *op, int result, uint32_t flags)
 {
     (void)flags;
     struct http_conn *conn = http_conn_of_op(op);
     RM_ASSERT(conn->send_in_flight);
     conn->send_in_flight = false;
+    rm_free(conn->retired_output); /* the send that read from it is over */
+    conn->retired_output = NULL;
     if (result <= 0 || conn->state == HTTP_CONN_CLOSING) {
         http_conn_close(conn);
         http_conn_release_if_done(conn);
@@ -318,6 +368,8 @@ static void http_conn_on_send(struct reactor_op *op, int result, uint32_t flags)
     if (conn->output.sent == conn->output.length) {
         http_output_reset(&conn->output);
         http_conn_process(conn); /* requests held back by the high-water mark */
+    } else {
+        http_conn_compact(conn);
     }
     http_conn_flush(conn);
 }
@@ -350,6 +402,9 @@ static void http_conn_receive(struct http_conn *conn, const char *data, size_t l
     }
     struct http_error error = {0};
     if (http_reader_feed(&conn->reader, data, length, &error) != 0) {
+        if (conn->exchange_active) {
+            return; /* the reader keeps the error: it is answered after the current answer */
+        }
         http_conn_fail(conn, error.status, "invalid_request", error.message);
         return;
     }
@@ -418,6 +473,7 @@ static void http_conn_open(struct http_server *server, int fd)
     conn->close_after_send = false;
     conn->exchange_active = false;
     conn->processing = false;
+    conn->retired_output = NULL;
     http_reader_init(&conn->reader, &server->config.limits);
     memset(&conn->output, 0, sizeof(conn->output));
     server->open_count++;
@@ -458,13 +514,8 @@ static bool http_conn_can_take_request(const struct http_conn *conn)
 static void http_conn_start_exchange(struct http_conn *conn, struct http_request *request)
 {
     struct http_server *server = conn->server;
-    RM_ASSERT(!conn->exchange_active);
-    conn->exchange.conn = conn;
-    conn->exchange.request = request;
-    conn->exchange.route = 0;
-    conn->exchange.start_ns = reactor_now_ns(server->reactor);
-    conn->exchange_active = true;
-    server->active_exchanges++;
+    RM_ASSERT(request != NULL);
+    http_conn_open_exchange(conn, request);
     /* Each request starts its own header/body phases. */
     http_conn_timer_set(conn, HTTP_TIMER_NONE);
     if (!server->accepting) {
@@ -485,7 +536,8 @@ static void http_conn_process(struct http_conn *conn)
         int result = http_reader_next(&conn->reader, &request, &error);
         if (result == 0) {
             if (http_reader_take_continue(&conn->reader) &&
-                http_response_append_continue(&conn->output) != 0) {
+                (http_conn_reserve(conn, HTTP_CONTINUE_BYTES) != 0 ||
+                 http_response_append_continue(&conn->output) != 0)) {
                 http_conn_close(conn);
             }
             break;
@@ -527,19 +579,85 @@ static void http_server_refresh_date(struct http_server *server)
     }
 }
 
+/* Makes room for `extra` more output bytes. A send in flight reads from the buffer (the
+ * kernel may retry it later from the same address), so a buffer that must move then is kept
+ * until that send completes instead of being freed. Returns 0 or -ENOMEM. */
+static int http_conn_reserve(struct http_conn *conn, size_t extra)
+{
+    struct http_output *output = &conn->output;
+    RM_ASSERT(output->length <= output->capacity);
+    if (output->capacity - output->length >= extra) {
+        return 0;
+    }
+    size_t capacity = output->capacity == 0 ? HTTP_OUTPUT_INITIAL_BYTES : output->capacity;
+    while (capacity - output->length < extra) {
+        capacity *= 2;
+    }
+    char *data = rm_malloc(capacity);
+    if (data == NULL) {
+        return -ENOMEM;
+    }
+    if (output->length > 0) {
+        memcpy(data, output->data, output->length);
+    }
+    if (conn->send_in_flight && conn->retired_output == NULL) {
+        conn->retired_output = output->data;
+    } else {
+        rm_free(output->data); /* no send reads from it: one in flight reads the retired one */
+    }
+    output->data = data;
+    output->capacity = capacity;
+    RM_ASSERT(output->capacity - output->length >= extra);
+    return 0;
+}
+
+/* Copies bytes into room made by http_conn_reserve. */
+static void http_conn_put(struct http_conn *conn, const char *data, size_t length)
+{
+    struct http_output *output = &conn->output;
+    RM_ASSERT(output->capacity - output->length >= length);
+    if (length > 0) {
+        memcpy(output->data + output->length, data, length);
+        output->length += length;
+    }
+}
+
+/* Completes the exchange (metrics, the request's bytes released). Returns false when the
+ * connection is no longer open: the client left while the answer was computed, and the
+ * answer is dropped. */
+static bool http_exchange_finish(struct http_exchange *exchange, int status)
+{
+    struct http_conn *conn = exchange->conn;
+    struct http_server *server = conn->server;
+    RM_ASSERT(conn->exchange_active);
+    RM_ASSERT(!exchange->streaming);
+    conn->exchange_active = false;
+    RM_ASSERT(server->active_exchanges > 0);
+    server->active_exchanges--;
+    http_metrics_count(server, exchange->route, status,
+                       reactor_clock_ns() - exchange->start_ns);
+    if (exchange->request != NULL) {
+        http_reader_consume(&conn->reader);
+    }
+    if (conn->state != HTTP_CONN_OPEN) {
+        http_conn_release_if_done(conn);
+        return false;
+    }
+    return true;
+}
+
 void http_exchange_respond(struct http_exchange *exchange, int status, const char *content_type,
                            const struct http_response_header *headers, size_t header_count,
                            const char *body, size_t body_length)
 {
     struct http_conn *conn = exchange->conn;
-    struct http_server *server = conn->server;
     RM_ASSERT(conn->exchange_active);
     RM_ASSERT(status >= 200 && status <= 599);
     const struct http_request *request = exchange->request;
     bool keep_alive = request != NULL && request->keep_alive && !conn->close_after_send;
     struct http_response_head head = {
         .status = status,
-        .date = server->date,
+        .date = conn->server->date,
         .content_type = content_type,
         .headers = headers,
         .header_count = header_count,
@@ -548,22 +666,17 @@ void http_exchange_respond(struct http_exchange *exchange, int status, const cha
         .close = !keep_alive,
         .omit_body = request != NULL && request->method == HTTP_METHOD_HEAD,
     };
-    conn->exchange_active = false;
-    RM_ASSERT(server->active_exchanges > 0);
-    server->active_exchanges--;
-    http_metrics_count(server, exchange->route, status,
-                       reactor_clock_ns() - exchange->start_ns);
-    if (request != NULL) {
-        http_reader_consume(&conn->reader);
-    }
     if (!keep_alive) {
         conn->close_after_send = true;
     }
-    if (conn->state != HTTP_CONN_OPEN) {
-        http_conn_release_if_done(conn); /* the client left while we computed the answer */
+    if (!http_exchange_finish(exchange, status)) {
         return;
     }
-    if (http_response_append(&conn->output, &head, body) != 0) {
+    /* With a send in flight the room is made here, so that http_response_append never moves
+     * the buffer that send reads from. */
+    bool reserved = !conn->send_in_flight ||
+                    http_conn_reserve(conn, HTTP_HEAD_MAX_BYTES + body_length) == 0;
+    if (!reserved || http_response_append(&conn->output, &head, body) != 0) {
         http_conn_close(conn);
         return;
     }
@@ -582,6 +695,152 @@ void http_exchange_respond_error(struct http_exchange *exchange, int status, con
                           type, escaped);
     RM_ASSERT(length > 0 && (size_t)length < sizeof(body));
     http_exchange_respond(exchange, status, "application/json", NULL, 0, body, (size_t)length);
+}
+
+/* ---- streamed responses ---- */
+
+/* Appends formatted text at *used; past `size` it only counts, so overflow shows at the end. */
+__attribute__((format(printf, 4, 5))) static void http_text_add(char *text, size_t size,
+                                                                size_t *used,
+                                                                const char *format, ...)
+{
+    RM_ASSERT(size > 0);
+    va_list arguments;
+    va_start(arguments, format);
+    int length = vsnprintf(text + (*used < size ? *used : size - 1),
+                           *used < size ? size - *used : 1, format, arguments);
+    va_end(arguments);
+    RM_ASSERT(length >= 0);
+    *used += (size_t)length;
+}
+
+/* The head of a streamed response: like http_response.c's but without Content-Length, and
+ * chunked or not. Returns its length, or 0 when it does not fit in `size`. */
+static size_t http_stream_head_write(char *text, size_t size,
+                                     const struct http_response_head *head, bool chunked)
+{
+    size_t used = 0;
+    http_text_add(text, size, &used, "HTTP/1.1 %d %s\r\nServer: ringmaster\r\nDate: %s\r\n",
+                  head->status, http_status_reason(head->status), head->date);
+    for (size_t i = 0; i < head->header_count; i++) {
+        http_text_add(text, size, &used, "%s: %s\r\n", head->headers[i].name,
+                      head->headers[i].value);
+    }
+    if (head->content_type != NULL) {
+        http_text_add(text, size, &used, "Content-Type: %s\r\n", head->content_type);
+    }
+    http_text_add(text, size, &used, "%s%s\r\n", chunked ? "Transfer-Encoding: chunked\r\n" : "",
+                  head->close ? "Connection: close\r\n" : "");
+    return used < size ? used : 0;
+}
+
+/* Fails a stream whose client does not keep up: the connection closes at once, and a send
+ * stuck on the full socket is cancelled so the connection can be released. */
+static void http_conn_abort(struct http_conn *conn)
+{
+    RM_ASSERT(conn->state == HTTP_CONN_OPEN);
+    http_conn_close(conn);
+    if (conn->send_in_flight) {
+        struct io_uring_sqe *sqe = reactor_sqe(conn->server->reactor, NULL);
+        io_uring_prep_cancel(sqe, &conn->send_op, 0);
+    }
+}
+
+int http_exchange_stream_begin(struct http_exchange *exchange, int status,
+                               const char *content_type,
+                               const struct http_response_header *headers,
+                               size_t header_count)
+{
+    struct http_conn *conn = exchange->conn;
+    const struct http_request *request = exchange->request;
+    RM_ASSERT(conn->exchange_active);
+    RM_ASSERT(!exchange->streaming);
+    RM_ASSERT(status >= 200 && status <= 599);
+    RM_ASSERT(status != 204 && status != 304);
+    RM_ASSERT(request != NULL);
+    exchange->streaming = true;
+    exchange->stream_status = status;
+    exchange->stream_chunked = request->version_minor >= 1;
+    exchange->stream_omit_body = request->method == HTTP_METHOD_HEAD;
+    bool keep_alive = exchange->stream_chunked && request->keep_alive && !conn->close_after_send;
+    if (!keep_alive) {
+        conn->close_after_send = true;
+    }
+    if (conn->state != HTTP_CONN_OPEN) {
+        return -EPIPE;
+    }
+    struct http_response_head head = {
+        .status = status,
+        .date = conn->server->date,
+        .content_type = content_type,
+        .headers = headers,
+        .header_count = header_count,
+        .close = !keep_alive,
+    };
+    char text[HTTP_HEAD_MAX_BYTES];
+    size_t length = http_stream_head_write(text, sizeof(text), &head, exchange->stream_chunked);
+    if (length == 0 || http_conn_reserve(conn, length) != 0) {
+        http_conn_abort(conn);
+        return -ENOMEM;
+    }
+    http_conn_put(conn, text, length);
+    http_conn_flush(conn);
+    return 0;
+}
+
+int http_exchange_stream_write(struct http_exchange *exchange, const char *data, size_t length)
+{
+    struct http_conn *conn = exchange->conn;
+    RM_ASSERT(conn->exchange_active);
+    RM_ASSERT(exchange->streaming);
+    RM_ASSERT(data != NULL || length == 0);
+    if (conn->state != HTTP_CONN_OPEN) {
+        return -EPIPE;
+    }
+    if (length == 0 || exchange->stream_omit_body) {
+        return 0; /* an empty chunk would end the body */
+    }
+    char size_line[24];
+    size_t prefix = 0;
+    if (exchange->stream_chunked) {
+        prefix = (size_t)snprintf(size_line, sizeof(size_line), "%zx\r\n", length);
+    }
+    size_t suffix = exchange->stream_chunked ? 2 : 0;
+    size_t unsent = conn->output.length - conn->output.sent;
+    if (length > HTTP_STREAM_UNSENT_MAX || unsent + prefix + length + suffix >
+                                               HTTP_STREAM_UNSENT_MAX) {
+        http_conn_abort(conn);
+        return -ENOBUFS;
+    }
+    if (http_conn_reserve(conn, prefix + length + suffix) != 0) {
+        http_conn_abort(conn);
+        return -ENOMEM;
+    }
+    http_conn_put(conn, size_line, prefix);
+    http_conn_put(conn, data, length);
+    http_conn_put(conn, "\r\n", suffix);
+    http_conn_flush(conn);
+    return 0;
+}
+
+void http_exchange_stream_end(struct http_exchange *exchange)
+{
+    static const char last_chunk[] = "0\r\n\r\n";
+    struct http_conn *conn = exchange->conn;
+    RM_ASSERT(conn->exchange_active);
+    RM_ASSERT(exchange->streaming);
+    exchange->streaming = false;
+    if (!http_exchange_finish(exchange, exchange->stream_status)) {
+        return;
+    }
+    if (exchange->stream_chunked && !exchange->stream_omit_body) {
+        if (http_conn_reserve(conn, sizeof(last_chunk) - 1) != 0) {
+            http_conn_close(conn);
+            return;
+        }
+        http_conn_put(conn, last_chunk, sizeof(last_chunk) - 1);
+    }
+    http_conn_process(conn); /* the next pipelined request, then the send */
 }
 
 /* ---- server ---- */
@@ -708,6 +967,7 @@ void http_server_destroy(struct http_server *server)
             }
             http_reader_free(&conn->reader);
             http_output_free(&conn->output);
+            rm_free(conn->retired_output);
         }
     }
     bufring_free(&server->bufring, reactor_ring(server->reactor));

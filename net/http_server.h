@@ -9,7 +9,11 @@
  * A handler gets a `struct http_exchange` and answers it with http_exchange_respond, either
  * before returning or later from another callback on the same reactor (asynchronous
  * handlers). Until it is answered the connection reads no further request, and it is not
- * freed even if the client goes away, so the exchange pointer stays valid. */
+ * freed even if the client goes away, so the exchange pointer stays valid.
+ *
+ * A streamed answer (http_exchange_stream_begin, _write..., _end) goes out piece by piece as
+ * it is produced, with the same guarantees: the exchange stays valid until _end, which
+ * completes it like http_exchange_respond does. */
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -71,5 +75,30 @@ void http_exchange_respond(struct http_exchange *exchange, int status, const cha
 /* Answers with {"error":{"type":...,"message":...}} (message JSON-escaped). */
 void http_exchange_respond_error(struct http_exchange *exchange, int status, const char *type,
                                  const char *message);
+
+/* Unsent bytes a streamed response may have queued on its connection (its own and those of
+ * earlier pipelined answers). A write beyond it fails the stream: the client is not reading,
+ * and a stream's producer (an upstream) cannot be slowed down, so the connection is closed
+ * rather than buffered without bound. */
+#define HTTP_STREAM_UNSENT_MAX (1024 * 1024)
+
+/* Starts a streamed answer: the head goes out at once, without Content-Length; the body is
+ * chunked (Transfer-Encoding: chunked), or for an HTTP/1.0 client delimited by closing the
+ * connection. `status` is 200..599 but not 204 or 304. Returns 0, or -EPIPE when the client
+ * has gone (nothing is sent; the stream must still be ended), or -ENOMEM (the connection is
+ * closed). */
+int http_exchange_stream_begin(struct http_exchange *exchange, int status,
+                               const char *content_type,
+                               const struct http_response_header *headers,
+                               size_t header_count);
+/* Queues `length` bytes (copied) as one chunk behind what is being sent; 0 bytes send
+ * nothing. Returns 0, or -EPIPE when the client has gone or the stream has failed (the bytes
+ * are dropped), or -ENOBUFS when HTTP_STREAM_UNSENT_MAX would be exceeded or -ENOMEM: then
+ * the stream fails and the connection is closed. For HEAD the bytes are dropped (0). */
+int http_exchange_stream_write(struct http_exchange *exchange, const char *data, size_t length);
+/* Ends the streamed answer (the last chunk) and completes the exchange; the connection goes
+ * on with keep-alive and pipelining as after http_exchange_respond. Always called once after
+ * http_exchange_stream_begin, whatever the writes returned. */
+void http_exchange_stream_end(struct http_exchange *exchange);
 
 #endif

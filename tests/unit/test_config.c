@@ -12,7 +12,7 @@
 #define TEST_CONFIG_SECRET "s3cret-Value-do-not-print"
 #define TEST_CONFIG_ROOT_KEYS                                                                  \
     "listen, threads, data_dir, limits, durability, store, log, tls, resilience, endpoints, "  \
-    "tools, admin"
+    "tools, agents, admin"
 
 static char test_config_err[CONFIG_ERROR_MAX];
 
@@ -26,7 +26,9 @@ static int test_config_parse(struct config *config, const char *text)
 /* Parses text, which must fail, and checks the whole message. */
 static void test_config_expect(const char *text, const char *expected)
 {
-    struct config config;
+    /* A config is over a megabyte and callers often hold one on the stack already. Each test
+     * runs in a process of its own, so a static one is never shared. */
+    static struct config config;
     cr_assert_eq(test_config_parse(&config, text), -1, "accepted: %s", text);
     cr_assert_str_eq(test_config_err, expected, "for %s\n got: %s\nwant: %s", text,
                      test_config_err, expected);
@@ -76,6 +78,7 @@ static void test_config_assert_defaults(const struct config *config)
     cr_assert_eq(config->limits.idle_timeout_ms, 60000);
     cr_assert_eq(config->limits.drain_timeout_ms, 10000);
     cr_assert_eq(config->limits.max_value_bytes, 1024 * 1024);
+    cr_assert_eq(config->limits.max_invocations, 1000000);
     cr_assert_eq(config->durability.default_mode, CONFIG_DURABILITY_SYNC);
     cr_assert_eq(config->durability.flush_interval_ms, 5);
     cr_assert_eq(config->durability.namespace_count, 0);
@@ -91,6 +94,7 @@ static void test_config_assert_defaults(const struct config *config)
     cr_assert_eq(config->resilience.reconcile_ms, 10);
     cr_assert_eq(config->endpoint_count, 0);
     cr_assert_eq(config->tool_count, 0);
+    cr_assert_eq(config->agent_count, 0);
 }
 
 Test(config_defaults, defaults_match_header)
@@ -144,7 +148,8 @@ Test(config_keys, limits)
                           " \"max_header_bytes\": 1048576, \"max_headers\": 128,"
                           " \"max_body_bytes\": 1073741824, \"header_timeout_ms\": 1,"
                           " \"body_timeout_ms\": 3600000, \"idle_timeout_ms\": 5,"
-                          " \"drain_timeout_ms\": 7, \"max_value_bytes\": 67108864}}");
+                          " \"drain_timeout_ms\": 7, \"max_value_bytes\": 67108864,"
+                          " \"max_invocations\": 100000000}}");
     const struct config_limits *limits = &config.limits;
     cr_assert_eq(limits->max_connections, 1000000);
     cr_assert_eq(limits->max_uri_bytes, 64);
@@ -156,6 +161,7 @@ Test(config_keys, limits)
     cr_assert_eq(limits->idle_timeout_ms, 5);
     cr_assert_eq(limits->drain_timeout_ms, 7);
     cr_assert_eq(limits->max_value_bytes, 67108864);
+    cr_assert_eq(limits->max_invocations, 100000000);
     test_config_expect_ok(&config, "{\"limits\": {\"max_body_bytes\": 0}}");
     cr_assert_eq(config.limits.max_body_bytes, 0);
 }
@@ -236,6 +242,7 @@ Test(config_keys, integer_bounds)
         {"limits", "idle_timeout_ms", 1, 3600000},
         {"limits", "drain_timeout_ms", 1, 3600000},
         {"limits", "max_value_bytes", 1, 67108864},
+        {"limits", "max_invocations", 1, 100000000},
         {"durability", "flush_interval_ms", 1, 10000},
         {"store", "segment_bytes", 1048576, 4294967296},
         {"store", "cache_bytes", 1048576, 1099511627776},
@@ -285,7 +292,7 @@ Test(config_errors, unknown_key_names_file_line_and_path)
                        "test.json:4: limits.max_hedaers: unknown key; known keys: "
                        "max_connections, max_uri_bytes, max_header_bytes, max_headers, "
                        "max_body_bytes, header_timeout_ms, body_timeout_ms, idle_timeout_ms, "
-                       "drain_timeout_ms, max_value_bytes");
+                       "drain_timeout_ms, max_value_bytes, max_invocations");
     test_config_expect("{\"threads\": 1,\n\n \"thread\": 2}",
                        "test.json:3: thread: unknown key; known keys: " TEST_CONFIG_ROOT_KEYS);
     test_config_expect("{\"log\": {\n\"level\": \"info\", \"rotate\": true}}",
@@ -762,7 +769,11 @@ Test(config_upstreams, endpoint_and_tool_defaults)
     cr_assert_eq(config.tool_count, 1);
     const struct config_tool *tool = &config.tools[0];
     cr_assert_str_eq(tool->name, "t");
+    cr_assert_eq(tool->kind, CONFIG_TOOL_HTTP);
     cr_assert_str_eq(tool->url, "http://127.0.0.1:1");
+    cr_assert_str_eq(tool->agent, "");
+    cr_assert_str_eq(tool->description, "");
+    cr_assert_str_eq(tool->parameters, "{\"type\":\"object\"}");
     cr_assert_eq(tool->timeout_ms, 10000);
     cr_assert_eq(tool->connect_timeout_ms, 2000);
     cr_assert_eq(tool->max_connections, 256);
@@ -1006,9 +1017,9 @@ Test(config_upstreams, unknown_keys)
                        "test.json:1: endpoints.e.retry.attempts: unknown key; known keys: "
                        "max_attempts, base_ms, max_ms");
     test_config_expect("{\"tools\": {\"t\": {" TEST_CONFIG_URL ",\n\"fallback_value\": 1}}}",
-                       "test.json:2: tools.t.fallback_value: unknown key; known keys: url, "
-                       "timeout_ms, connect_timeout_ms, max_connections, max_response_bytes, "
-                       "breaker, fallback, fallback_error");
+                       "test.json:2: tools.t.fallback_value: unknown key; known keys: kind, url, "
+                       "agent, description, parameters, timeout_ms, connect_timeout_ms, "
+                       "max_connections, max_response_bytes, breaker, fallback, fallback_error");
     test_config_expect("{\"tls\": {\"ca\": \"/x\"}}",
                        "test.json:1: tls.ca: unknown key; known keys: ca_file");
     test_config_expect("{\"resilience\": {\"reconcile\": 1}}",
@@ -1342,4 +1353,423 @@ Test(config_upstreams, line_of_array_element)
                        "{\"name\": \"b\",\n\"rpm\": -1}]}}}",
                        "test.json:6: endpoints.e.keys[1].rpm: must be an integer between 0 and "
                        "100000000 (got -1)");
+}
+
+/* ---- agents, and tools of kind agent and c ---- */
+
+/* An endpoint "e" and a tool "t", both valid, for agents to refer to. */
+#define TEST_CONFIG_AGENT_UPSTREAMS                                                             \
+    "\"endpoints\": {\"e\": {" TEST_CONFIG_URL ", \"keys\": [{\"name\": \"k\"}]}}, "           \
+    "\"tools\": {\"t\": {" TEST_CONFIG_URL "}}"
+/* An agent "a" that is valid so far; tests add keys and close it with "}}}". */
+#define TEST_CONFIG_AGENT                                                                      \
+    "{" TEST_CONFIG_AGENT_UPSTREAMS ", \"agents\": {\"a\": {\"endpoint\": \"e\", \"model\": "   \
+    "\"m\","
+#define TEST_CONFIG_KNOWN_AGENT                                                                \
+    "endpoint, model, system, tools, max_steps, deadline_ms, max_concurrent, max_queue, "      \
+    "max_depth, params"
+
+Test(config_agents, defaults)
+{
+    struct config config;
+    test_config_expect_ok(&config, "{" TEST_CONFIG_AGENT_UPSTREAMS ", \"agents\": {\"a\": "
+                                   "{\"endpoint\": \"e\", \"model\": \"m\"}}}");
+    cr_assert_eq(config.agent_count, 1);
+    const struct config_agent *agent = &config.agents[0];
+    cr_assert_str_eq(agent->name, "a");
+    cr_assert_str_eq(agent->endpoint, "e");
+    cr_assert_str_eq(agent->model, "m");
+    cr_assert_str_eq(agent->system, "");
+    cr_assert_eq(agent->tool_count, 0);
+    cr_assert_eq(agent->max_steps, 8);
+    cr_assert_eq(agent->deadline_ms, 300000);
+    cr_assert_eq(agent->max_concurrent, 64);
+    cr_assert_eq(agent->max_queue, 10000);
+    cr_assert_eq(agent->max_depth, 3);
+    cr_assert_str_eq(agent->params, "{}");
+    cr_assert_eq(config.tools[0].kind, CONFIG_TOOL_HTTP);
+    cr_assert_str_eq(config.tools[0].parameters, "{\"type\":\"object\"}");
+    cr_assert_eq(config.limits.max_invocations, 1000000);
+    test_config_expect_ok(&config, "{\"agents\": {}}");
+    cr_assert_eq(config.agent_count, 0);
+}
+
+/* Sections in an order where every reference points forward, and agents that call each other
+ * through agent tools (a cycle, which the runtime bounds with max_depth). */
+static void test_config_agents_example(struct config *config)
+{
+    test_config_expect_ok(
+        config,
+        "{\"agents\": {\n"
+        "  \"planner\": {\"endpoint\": \"openai\", \"model\": \"gpt-4o\",\n"
+        "   \"system\": \"You plan.\\nStep by step.\",\n"
+        "   \"tools\": [\"weather\", \"ask_researcher\", \"lookup\"],\n"
+        "   \"max_steps\": 12, \"deadline_ms\": 60000, \"max_concurrent\": 10,\n"
+        "   \"max_queue\": 0, \"max_depth\": 2,\n"
+        "   \"params\": {\"temperature\": 0.2, \"top_p\": 0.95, \"max_tokens\": 512,\n"
+        "    \"stop\": [\"\\n\\n\"]}},\n"
+        "  \"researcher\": {\"endpoint\": \"local\", \"model\": \"llama-3:8b\",\n"
+        "   \"tools\": [\"ask_planner\"]}},\n"
+        " \"tools\": {\n"
+        "  \"weather\": {\"url\": \"http://127.0.0.1:9000/weather\",\n"
+        "   \"description\": \"Current weather for a city.\",\n"
+        "   \"parameters\": {\"type\": \"object\", \"properties\": {\"city\": {\"type\": "
+        "\"string\"}},\n"
+        "    \"required\": [\"city\"]}},\n"
+        "  \"ask_researcher\": {\"kind\": \"agent\", \"agent\": \"researcher\",\n"
+        "   \"description\": \"Asks the researcher.\", \"timeout_ms\": 120000,\n"
+        "   \"fallback_error\": \"the researcher is unavailable\"},\n"
+        "  \"ask_planner\": {\"kind\": \"agent\", \"agent\": \"planner\"},\n"
+        "  \"lookup\": {\"kind\": \"c\", \"breaker\": {\"min_calls\": 3}}},\n"
+        " \"endpoints\": {\n"
+        "  \"openai\": {\"url\": \"https://api.openai.com/v1\", \"keys\": [{\"name\": \"k\"}]},\n"
+        "  \"local\": {\"url\": \"http://127.0.0.1:8000\", \"keys\": [{\"name\": \"k\"}]}},\n"
+        " \"limits\": {\"max_invocations\": 5000}}");
+}
+
+Test(config_agents, full_example)
+{
+    struct config config;
+    test_config_agents_example(&config);
+    cr_assert_eq(config.limits.max_invocations, 5000);
+    cr_assert_eq(config.agent_count, 2);
+    const struct config_agent *planner = &config.agents[0];
+    cr_assert_str_eq(planner->name, "planner");
+    cr_assert_str_eq(planner->endpoint, "openai");
+    cr_assert_str_eq(planner->model, "gpt-4o");
+    cr_assert_str_eq(planner->system, "You plan.\nStep by step.");
+    cr_assert_eq(planner->tool_count, 3);
+    cr_assert_str_eq(planner->tools[0], "weather");
+    cr_assert_str_eq(planner->tools[1], "ask_researcher");
+    cr_assert_str_eq(planner->tools[2], "lookup");
+    cr_assert_eq(planner->max_steps, 12);
+    cr_assert_eq(planner->deadline_ms, 60000);
+    cr_assert_eq(planner->max_concurrent, 10);
+    cr_assert_eq(planner->max_queue, 0);
+    cr_assert_eq(planner->max_depth, 2);
+    /* Decimals come back as written, not as 0.20000000000000001. */
+    cr_assert_str_eq(planner->params, "{\"temperature\":0.2,\"top_p\":0.95,\"max_tokens\":512,"
+                                      "\"stop\":[\"\\n\\n\"]}");
+    const struct config_agent *researcher = &config.agents[1];
+    cr_assert_str_eq(researcher->endpoint, "local");
+    cr_assert_str_eq(researcher->model, "llama-3:8b");
+    cr_assert_eq(researcher->tool_count, 1);
+    cr_assert_str_eq(researcher->tools[0], "ask_planner");
+    cr_assert_eq(config.tool_count, 4);
+    const struct config_tool *weather = &config.tools[0];
+    cr_assert_eq(weather->kind, CONFIG_TOOL_HTTP);
+    cr_assert_str_eq(weather->description, "Current weather for a city.");
+    cr_assert_str_eq(weather->parameters, "{\"type\":\"object\",\"properties\":{\"city\":"
+                                          "{\"type\":\"string\"}},\"required\":[\"city\"]}");
+    const struct config_tool *ask = &config.tools[1];
+    cr_assert_eq(ask->kind, CONFIG_TOOL_AGENT);
+    cr_assert_str_eq(ask->agent, "researcher");
+    cr_assert_str_eq(ask->url, "");
+    cr_assert_eq(ask->timeout_ms, 120000);
+    cr_assert_eq(ask->fallback_kind, CONFIG_FALLBACK_ERROR);
+    cr_assert_str_eq(ask->parameters, "{\"type\":\"object\"}");
+    cr_assert_eq(config.tools[2].kind, CONFIG_TOOL_AGENT);
+    cr_assert_str_eq(config.tools[2].agent, "planner");
+    const struct config_tool *lookup = &config.tools[3];
+    cr_assert_eq(lookup->kind, CONFIG_TOOL_C);
+    cr_assert_str_eq(lookup->url, "");
+    cr_assert_str_eq(lookup->agent, "");
+    cr_assert_eq(lookup->breaker.min_calls, 3);
+}
+
+/* What the brief calls the common case: one agent, its endpoint and tools of each kind. */
+Test(config_agents, agent_with_tools_passes)
+{
+    struct config config;
+    test_config_expect_ok(&config,
+                          "{\"endpoints\": {\"e\": {" TEST_CONFIG_URL ", \"keys\": [{\"name\": "
+                          "\"k\"}]}}, \"tools\": {\"http\": {" TEST_CONFIG_URL "}, \"self\": "
+                          "{\"kind\": \"agent\", \"agent\": \"a\"}, \"fn\": {\"kind\": \"c\"}}, "
+                          "\"agents\": {\"a\": {\"endpoint\": \"e\", \"model\": \"m\", \"tools\": "
+                          "[\"http\", \"self\", \"fn\"]}}}");
+    cr_assert_eq(config.agents[0].tool_count, 3);
+    cr_assert_str_eq(config.tools[1].agent, "a");
+}
+
+Test(config_agents, integer_bounds)
+{
+    static const struct test_config_nested_range ranges[] = {
+        {TEST_CONFIG_AGENT, "}}}", "agents.a", "max_steps", 1, 100},
+        {TEST_CONFIG_AGENT, "}}}", "agents.a", "deadline_ms", 1, 86400000},
+        {TEST_CONFIG_AGENT, "}}}", "agents.a", "max_concurrent", 1, 1000000},
+        {TEST_CONFIG_AGENT, "}}}", "agents.a", "max_queue", 0, 10000000},
+        {TEST_CONFIG_AGENT, "}}}", "agents.a", "max_depth", 0, 8},
+    };
+    for (size_t i = 0; i < sizeof(ranges) / sizeof(ranges[0]); i++) {
+        const struct test_config_nested_range *range = &ranges[i];
+        unsigned long long probes[] = {range->minimum, range->maximum, range->minimum - 1,
+                                       range->maximum + 1};
+        for (size_t p = 0; p < 4; p++) {
+            if (p == 2 && range->minimum == 0) {
+                continue;
+            }
+            char text[512];
+            snprintf(text, sizeof(text), "%s\n\"%s\": %llu%s", range->open, range->key,
+                     probes[p], range->close);
+            struct config config;
+            if (p < 2) {
+                test_config_expect_ok(&config, text);
+                continue;
+            }
+            char expected[CONFIG_ERROR_MAX];
+            snprintf(expected, sizeof(expected),
+                     "test.json:2: %s.%s: must be an integer between %llu and %llu (got %llu)",
+                     range->path, range->key, range->minimum, range->maximum, probes[p]);
+            test_config_expect(text, expected);
+        }
+    }
+}
+
+/* References are resolved after the whole root, so the section order does not matter, and
+ * the error names the line of the referring key. */
+Test(config_agents, unknown_endpoint)
+{
+    test_config_expect("{\"agents\": {\"a\": {\"model\": \"m\",\n\"endpoint\": \"nope\"}},\n"
+                       TEST_CONFIG_AGENT_UPSTREAMS "}",
+                       "test.json:2: agents.a.endpoint: no endpoint is named \"nope\"");
+    test_config_expect("{\"agents\": {\"a\": {\"model\": \"m\", \"endpoint\": \"e\"}}}",
+                       "test.json:1: agents.a.endpoint: no endpoint is named \"e\"");
+    test_config_expect("{\"agents\": {\"a\": {\"model\": \"m\",\n\"endpoint\": \"a b\"}}}",
+                       "test.json:2: agents.a.endpoint: no endpoint is named \"a b\"");
+    test_config_expect("{\"agents\": {\"a\": {\"model\": \"m\", \"endpoint\": 1}}}",
+                       "test.json:1: agents.a.endpoint: must be the name of an endpoint (got an "
+                       "integer)");
+}
+
+Test(config_agents, unknown_tool)
+{
+    test_config_expect("{\"agents\": {\"a\": {\"endpoint\": \"e\", \"model\": \"m\", "
+                       "\"tools\": [\"t\",\n\"nope\"]}},\n" TEST_CONFIG_AGENT_UPSTREAMS "}",
+                       "test.json:2: agents.a.tools[1]: no tool is named \"nope\"");
+    test_config_expect(TEST_CONFIG_AGENT "\"tools\": [\n\"t x\"]}}}",
+                       "test.json:2: agents.a.tools[0]: no tool is named \"t x\"");
+    test_config_expect(TEST_CONFIG_AGENT "\"tools\": [{}]}}}",
+                       "test.json:1: agents.a.tools[0]: must be the name of a tool (got an "
+                       "object)");
+    test_config_expect(TEST_CONFIG_AGENT "\"tools\": \"t\"}}}",
+                       "test.json:1: agents.a.tools: must be an array of tool names (got a "
+                       "string)");
+}
+
+Test(config_agents, duplicate_tool)
+{
+    test_config_expect(TEST_CONFIG_AGENT "\"tools\": [\"t\",\n\"t\"]}}}",
+                       "test.json:2: agents.a.tools[1]: duplicate tool (got \"t\")");
+}
+
+Test(config_agents, too_many_tools)
+{
+    char text[8192];
+    size_t used = (size_t)snprintf(text, sizeof(text), "{\"endpoints\": {\"e\": {"
+                                   TEST_CONFIG_URL ", \"keys\": [{\"name\": \"k\"}]}}, "
+                                   "\"tools\": {");
+    for (int i = 0; i <= CONFIG_AGENT_TOOLS_MAX; i++) {
+        used += (size_t)snprintf(text + used, sizeof(text) - used, "%s\"t%d\": {\"kind\": \"c\"}",
+                                 i > 0 ? ", " : "", i);
+    }
+    used += (size_t)snprintf(text + used, sizeof(text) - used, "}, \"agents\": {\"a\": "
+                             "{\"endpoint\": \"e\", \"model\": \"m\",\n\"tools\": [");
+    size_t list = used;
+    for (int i = 0; i < CONFIG_AGENT_TOOLS_MAX; i++) {
+        used += (size_t)snprintf(text + used, sizeof(text) - used, "%s\"t%d\"",
+                                 i > 0 ? ", " : "", i);
+    }
+    snprintf(text + used, sizeof(text) - used, "]}}}");
+    struct config config;
+    test_config_expect_ok(&config, text);
+    cr_assert_eq(config.agents[0].tool_count, CONFIG_AGENT_TOOLS_MAX);
+    cr_assert_str_eq(config.agents[0].tools[CONFIG_AGENT_TOOLS_MAX - 1], "t15");
+    used = list;
+    for (int i = 0; i <= CONFIG_AGENT_TOOLS_MAX; i++) {
+        used += (size_t)snprintf(text + used, sizeof(text) - used, "%s\"t%d\"",
+                                 i > 0 ? ", " : "", i);
+    }
+    snprintf(text + used, sizeof(text) - used, "]}}}");
+    test_config_expect(text, "test.json:2: agents.a.tools: at most 16 tools (got 17)");
+}
+
+Test(config_agents, params)
+{
+    test_config_expect(TEST_CONFIG_AGENT "\n\"params\": [0.2]}}}",
+                       "test.json:2: agents.a.params: must be an object of model parameters "
+                       "like {\"temperature\": 0.2} (got an array)");
+    static const char *const reserved[] = {"model", "messages", "tools", "stream"};
+    for (size_t i = 0; i < sizeof(reserved) / sizeof(reserved[0]); i++) {
+        char text[512];
+        char expected[CONFIG_ERROR_MAX];
+        snprintf(text, sizeof(text), TEST_CONFIG_AGENT "\"params\": {\"temperature\": 1,\n"
+                 "\"%s\": true}}}}", reserved[i]);
+        snprintf(expected, sizeof(expected), "test.json:2: agents.a.params.%s: is set by the "
+                 "engine; params cannot override model, messages, tools or stream",
+                 reserved[i]);
+        test_config_expect(text, expected);
+    }
+    /* The limit counts the compact form: {"stop":"v..."} is 11 bytes plus the value. */
+    char text[2048];
+    char value[1024];
+    memset(value, 'v', sizeof(value));
+    value[1012] = '\0';
+    snprintf(text, sizeof(text), TEST_CONFIG_AGENT "\"params\": { \"stop\" : \"%s\" }}}}", value);
+    struct config config;
+    test_config_expect_ok(&config, text);
+    cr_assert_eq(strlen(config.agents[0].params), 1023);
+    /* A double that needs 17 digits keeps them, and then so do the object's other reals. */
+    test_config_expect_ok(&config, TEST_CONFIG_AGENT "\"params\": {\"top_p\": 0.5, "
+                                   "\"temperature\": 0.30000000000000004}}}}");
+    cr_assert_str_eq(config.agents[0].params, "{\"top_p\":0.5,\"temperature\":"
+                                              "0.30000000000000004}");
+    test_config_expect_ok(&config, TEST_CONFIG_AGENT "\"params\": {\"top_p\": 0.1, "
+                                   "\"temperature\": 1e-7, \"n\": 1.0}}}}");
+    cr_assert_str_eq(config.agents[0].params, "{\"top_p\":0.1,\"temperature\":1e-7,\"n\":1.0}");
+    value[1012] = 'v';
+    value[1013] = '\0';
+    snprintf(text, sizeof(text), TEST_CONFIG_AGENT "\"params\": {\"stop\": \"%s\"}}}}", value);
+    test_config_expect(text, "test.json:1: agents.a.params: must be at most 1023 bytes in compact "
+                             "JSON (got 1024 bytes)");
+}
+
+Test(config_agents, required_keys_names_and_model)
+{
+    test_config_expect("{" TEST_CONFIG_AGENT_UPSTREAMS ", \"agents\": {\n\"a\": {\"model\": "
+                       "\"m\"}}}",
+                       "test.json:2: agents.a: missing \"endpoint\" (the endpoint the agent's "
+                       "LLM calls go to)");
+    test_config_expect("{" TEST_CONFIG_AGENT_UPSTREAMS ", \"agents\": {\"a\": {\"endpoint\": "
+                       "\"e\"}}}",
+                       "test.json:1: agents.a: missing \"model\" (the model the agent asks the "
+                       "endpoint for)");
+    test_config_expect("{\"agents\": {\"a\": {\"endpoint\": \"e\", \"model\": \"gpt 4\"}}}",
+                       "test.json:1: agents.a.model: must be a model name of 1 to 63 visible "
+                       "ASCII characters (got \"gpt 4\")");
+    test_config_expect("{\"agents\": {\n\"a/b\": {}}}",
+                       "test.json:2: agents.a/b: agent names are 1 to 63 characters of A-Z a-z "
+                       "0-9 _ . -");
+    test_config_expect("{\"agents\": [\"a\"]}",
+                       "test.json:1: agents: must be an object of agents by name (got an "
+                       "array)");
+    test_config_expect(TEST_CONFIG_AGENT "\n\"tool\": [\"t\"]}}}",
+                       "test.json:2: agents.a.tool: unknown key; known keys: "
+                       TEST_CONFIG_KNOWN_AGENT);
+    test_config_expect(TEST_CONFIG_AGENT "\"system\": 1}}}",
+                       "test.json:1: agents.a.system: must be a string (got an integer)");
+    char text[16384];
+    char prompt[8193];
+    memset(prompt, 'p', sizeof(prompt));
+    prompt[8191] = '\0';
+    snprintf(text, sizeof(text), TEST_CONFIG_AGENT "\"system\": \"%s\"}}}", prompt);
+    struct config config;
+    test_config_expect_ok(&config, text);
+    cr_assert_eq(strlen(config.agents[0].system), 8191);
+    prompt[8191] = 'p';
+    prompt[8192] = '\0';
+    snprintf(text, sizeof(text), TEST_CONFIG_AGENT "\"system\": \"%s\"}}}", prompt);
+    test_config_expect(text, "test.json:1: agents.a.system: must be a string shorter than 8192 "
+                             "bytes (got 8192 bytes)");
+}
+
+Test(config_agents, too_many_agents)
+{
+    char text[8192];
+    size_t used = (size_t)snprintf(text, sizeof(text), "{\"endpoints\": {\"e\": {"
+                                   TEST_CONFIG_URL ", \"keys\": [{\"name\": \"k\"}]}}, "
+                                   "\"agents\": {");
+    size_t list = used;
+    for (int i = 0; i < CONFIG_AGENTS_MAX; i++) {
+        used += (size_t)snprintf(text + used, sizeof(text) - used,
+                                 "%s\"a%d\": {\"endpoint\": \"e\", \"model\": \"m\"}",
+                                 i > 0 ? ", " : "", i);
+    }
+    snprintf(text + used, sizeof(text) - used, "}}");
+    struct config config;
+    test_config_expect_ok(&config, text);
+    cr_assert_eq(config.agent_count, CONFIG_AGENTS_MAX);
+    cr_assert_str_eq(config.agents[CONFIG_AGENTS_MAX - 1].name, "a63");
+    used = list;
+    for (int i = 0; i <= CONFIG_AGENTS_MAX; i++) {
+        used += (size_t)snprintf(text + used, sizeof(text) - used, "%s\"a%d\": {}",
+                                 i > 0 ? ", " : "", i);
+    }
+    snprintf(text + used, sizeof(text) - used, "}}");
+    test_config_expect(text, "test.json:1: agents: at most 64 agents (got 65)");
+}
+
+Test(config_agents, tool_kinds)
+{
+    test_config_expect("{\"tools\": {\"t\": {\"kind\": \"agent\",\n\"timeout_ms\": 5}}}",
+                       "test.json:1: tools.t: missing \"agent\" (the agent that a tool of kind "
+                       "\"agent\" invokes)");
+    test_config_expect("{\"tools\": {\"t\": {\"kind\": \"agent\", \"agent\": \"a\",\n"
+                       TEST_CONFIG_URL "}}}",
+                       "test.json:2: tools.t.url: is only for tools of kind \"http\" (this "
+                       "tool's kind is \"agent\")");
+    test_config_expect("{\"tools\": {\"t\": {" TEST_CONFIG_URL ",\n\"kind\": \"c\"}}}",
+                       "test.json:1: tools.t.url: is only for tools of kind \"http\" (this "
+                       "tool's kind is \"c\")");
+    test_config_expect("{\"tools\": {\"t\": {\"kind\": \"http\"}}}",
+                       "test.json:1: tools.t: missing \"url\" (where the tool's arguments are "
+                       "POSTed)");
+    test_config_expect("{\"tools\": {\"t\": {\n\"agent\": \"a\"}}}",
+                       "test.json:2: tools.t.agent: is only for tools of kind \"agent\" (this "
+                       "tool's kind is \"http\")");
+    test_config_expect("{\"tools\": {\"t\": {\"kind\": \"c\",\n\"agent\": \"a\"}}}",
+                       "test.json:2: tools.t.agent: is only for tools of kind \"agent\" (this "
+                       "tool's kind is \"c\")");
+    test_config_expect("{\"tools\": {\"t\": {\n\"kind\": \"grpc\"}}}",
+                       "test.json:2: tools.t.kind: must be one of \"http\", \"agent\", \"c\" "
+                       "(got \"grpc\")");
+    test_config_expect("{\"tools\": {\"t\": {\"kind\": \"agent\", \"agent\": \"\"}}}",
+                       "test.json:1: tools.t.agent: no agent is named \"\"");
+}
+
+Test(config_agents, unknown_agent_in_tool)
+{
+    test_config_expect("{\"tools\": {\"u\": {\"kind\": \"c\"}, \"t\": {\"kind\": \"agent\",\n"
+                       "\"agent\": \"nope\"}},\n\"agents\": {\"a\": {\"endpoint\": \"e\", "
+                       "\"model\": \"m\"}},\n\"endpoints\": {\"e\": {" TEST_CONFIG_URL ", "
+                       "\"keys\": [{\"name\": \"k\"}]}}}",
+                       "test.json:2: tools.t.agent: no agent is named \"nope\"");
+    test_config_expect("{\"tools\": {\"t\": {\"kind\": \"agent\", \"agent\": \"a\"}}}",
+                       "test.json:1: tools.t.agent: no agent is named \"a\"");
+}
+
+Test(config_agents, tool_description_and_parameters)
+{
+    test_config_expect("{\"tools\": {\"t\": {\"kind\": \"c\",\n\"parameters\": \"object\"}}}",
+                       "test.json:2: tools.t.parameters: must be a JSON schema object like "
+                       "{\"type\": \"object\", \"properties\": {...}} (got a string)");
+    test_config_expect("{\"tools\": {\"t\": {\"kind\": \"c\", \"description\": null}}}",
+                       "test.json:1: tools.t.description: must be a string (got null)");
+    char text[8192];
+    char value[4096];
+    memset(value, 'v', sizeof(value));
+    value[511] = '\0';
+    snprintf(text, sizeof(text), "{\"tools\": {\"t\": {\"kind\": \"c\", \"description\": "
+                                 "\"%s\"}}}", value);
+    struct config config;
+    test_config_expect_ok(&config, text);
+    cr_assert_eq(strlen(config.tools[0].description), 511);
+    value[511] = 'v';
+    value[512] = '\0';
+    snprintf(text, sizeof(text), "{\"tools\": {\"t\": {\"kind\": \"c\", \"description\": "
+                                 "\"%s\"}}}", value);
+    test_config_expect(text, "test.json:1: tools.t.description: must be a string shorter than "
+                             "512 bytes (got 512 bytes)");
+    /* {"d":"v..."} is 8 bytes plus the value: 4095 bytes fit, 4096 do not. */
+    memset(value, 'v', sizeof(value));
+    value[4087] = '\0';
+    snprintf(text, sizeof(text), "{\"tools\": {\"t\": {\"kind\": \"c\", \"parameters\": "
+                                 "{\"d\": \"%s\"}}}}", value);
+    test_config_expect_ok(&config, text);
+    cr_assert_eq(strlen(config.tools[0].parameters), 4095);
+    value[4087] = 'v';
+    value[4088] = '\0';
+    snprintf(text, sizeof(text), "{\"tools\": {\"t\": {\"kind\": \"c\", \"parameters\": "
+                                 "{\"d\": \"%s\"}}}}", value);
+    test_config_expect(text, "test.json:1: tools.t.parameters: must be a JSON schema of at most "
+                             "4095 bytes in compact form (got 4096 bytes)");
 }
