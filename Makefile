@@ -169,7 +169,7 @@ bench: all
 	bash bench/state_vs_redis.sh
 
 run: all
-	build/release/ringmaster
+	bash bench/run.sh
 
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include \

@@ -314,9 +314,9 @@ static void agent_run_record(struct agent_run *run, const char *kind, const char
     uint64_t took_ns = reactor_now_ns(run->core->reactor) - start_ns;
     json_int_t start_ms = (json_int_t)(invocation_unix_ms() - agent_run_ms(took_ns));
     json_array_append_new(run->invocation->steps,
-                          json_pack("{s:s, s:s, s:I, s:f, s:I, s:s}", "kind", kind, "target",
-                                    target, "start_ms", start_ms, "duration_ms",
-                                    (double)took_ns / 1e6, "tokens", (json_int_t)tokens,
+                          json_pack("{s:s, s:s, s:I, s:I, s:I, s:s}", "kind", kind, "target",
+                                    target, "start_ms", start_ms, "duration_us",
+                                    (json_int_t)(took_ns / 1000), "tokens", (json_int_t)tokens,
                                     "outcome", outcome));
 }
 
