@@ -58,16 +58,17 @@ static void invocation_journal_written(struct store_request *request,
     struct invocation_write *write = request->context;
     struct invocation_core *core = write->core;
     struct invocation *invocation = write->invocation;
+    int status = result->status; /* result lives in the write freed below */
     rm_free(write->text);
     rm_free(write);
     RM_ASSERT(core->writes > 0);
     core->writes--;
     invocation->journal_busy = false;
-    if (result->status == STORE_OK && invocation->journal_dirty) {
+    if (status == STORE_OK && invocation->journal_dirty) {
         invocation_journal_start(core, invocation);
         return;
     }
-    invocation->journal_done(core, invocation, result->status == STORE_OK ? 0 : result->status);
+    invocation->journal_done(core, invocation, status == STORE_OK ? 0 : status);
 }
 
 static void invocation_journal_start(struct invocation_core *core, struct invocation *invocation)
