@@ -92,7 +92,8 @@ start_engine() {
     engine_ports+=("$engine_port")
 }
 
-# engine_config FILE MOCK_PORT NAME AGENT_LIMITS EXTRA: the agent and its tool on the mock.
+# engine_config FILE MOCK_PORT NAME AGENT_LIMITS EXTRA [ENDPOINT_EXTRA]: the agent and its
+# tool on the mock.
 system_prompt="You are a helpful assistant. Use the weather tool for questions about weather."
 tool_parameters='{"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}'
 tool_description="The current weather in a city"
@@ -101,7 +102,7 @@ engine_config() {
 {"listen": "127.0.0.1:0", "threads": 1, "data_dir": "$work/$3-data", "log": {"level": "warn"},
  $5
  "endpoints": {"llm": {"url": "http://127.0.0.1:$2/v1", "keys": [{"name": "mock"}],
-                       "max_in_flight": 4096, "max_connections": 1024}},
+                       "max_in_flight": 4096, "max_connections": 1024${6:-}}},
  "tools": {"weather": {"url": "http://127.0.0.1:$2/tools/weather",
                        "description": "$tool_description", "parameters": $tool_parameters,
                        "timeout_ms": 2000, "max_connections": 1024,
@@ -375,8 +376,12 @@ run_once() {
 
 load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 echo "load average (1 5 15 min) at start: $load_before" >&2
-# A warm-up that is not counted: upstream connections, buffers, the first segments.
-for kind in peer sync async; do run_once "${kind}_warmup" 1024 1; done
+# A warm-up that is not counted: upstream connections, buffers, the first segments (3 s at
+# 1024 connections: the first wave of 1024 invocations can take over a second).
+for kind in peer sync async; do
+    run_once "${kind}_warmup" 64 1
+    run_once "${kind}_warmup" 1024 3
+done
 for repeat in $(seq 1 "$repeats"); do
     echo "repeat $repeat/$repeats (load $(cut -d' ' -f1 /proc/loadavg))" >&2
     for connections in $connection_counts; do
@@ -399,14 +404,15 @@ echo "memory: filling $queued queued invocations (bound ${fill_bound}s)" >&2
 start_mock hang-mock --llm-hang-rate 1 --max-hang-ms 600000
 hang_mock_port=$mock_port
 engine_config "$work/queue.json" "$hang_mock_port" queue \
-    '"max_concurrent": 1, "max_queue": 2000000' \
+    '"max_concurrent": 1, "max_queue": 2000000, "deadline_ms": 3600000' \
     '"limits": {"max_connections": 4096, "max_invocations": 2000000, "drain_timeout_ms": 500},
-     "durability": {"namespaces": {"inv": "async"}},'
+     "durability": {"namespaces": {"inv": "async"}},' \
+    ', "first_byte_timeout_ms": 3600000, "timeout_ms": 3600000'
 start_engine queue "$work/queue.json"
 queue_pid=$engine_pid
 queue_port=$engine_port
 
-# fill.lua: N posts without wait, then only GET /healthz until the N answers are in; stops.
+# fill-N.lua: N posts without wait, then only GET /healthz until the N answers are in; stops.
 fill_script() {
     cat >"$work/fill-$1.lua" <<LUA
 local limit = $1
@@ -419,6 +425,8 @@ function init(args)
     idle = wrk.format("GET", "/healthz")
 end
 function request()
+    -- wrk calls request() once before any connection, to check the script: not a post
+    if not checked then checked = true; return idle end
     if sent < limit then sent = sent + 1; return post end
     return idle
 end

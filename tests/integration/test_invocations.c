@@ -279,3 +279,25 @@ Test(invocations, fifty_concurrent_invocations_on_one_session_keep_every_message
     test_engine_stop(&engine);
     test_mock_stop(&mock);
 }
+
+/* Orders cross between the reactors (a session's owner is rarely the accepting core), the
+ * agents' engine-wide counters are shared, and both cores run invocations: under TSan. */
+TestSuite(crosscore_invocations, .timeout = 240);
+
+Test(crosscore_invocations, sessions_owned_by_both_cores_take_orders_from_both)
+{
+    struct test_engine engine;
+    struct test_mock mock;
+    invoke_start(&engine, &mock, "", ", \"max_concurrent\": 4");
+    char command[1024];
+    snprintf(command, sizeof(command),
+             "seq 1 40 | xargs -P 20 -I N sh -c 'curl -s -o /dev/null -w \"%%{http_code}\\n\" "
+             "-m 120 --data-binary \"{\\\"input\\\": \\\"q N\\\", \\\"session\\\": "
+             "\\\"s$((N %% 8))\\\", \\\"wait\\\": 100}\" "
+             "http://127.0.0.1:%u/v1/agents/assistant/invocations'",
+             engine.port);
+    cr_assert_eq(test_run(command, output, sizeof(output)), 0);
+    cr_assert_eq(test_count(output, "200\n"), 40, "%s", output);
+    test_engine_stop(&engine);
+    test_mock_stop(&mock);
+}
