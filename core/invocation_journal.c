@@ -155,6 +155,7 @@ struct invocation *invocation_journal_load(struct invocation_runtime *runtime, c
     invocation->steps = json_incref(json_object_get(state, "steps"));
     invocation->messages = invocation->messages != NULL ? invocation->messages : json_array();
     invocation->steps = invocation->steps != NULL ? invocation->steps : json_array();
+    bool shaped = json_is_array(invocation->messages) && json_is_array(invocation->steps);
     invocation->created_ms = invocation_journal_u64(state, "created_ms");
     invocation->tokens = invocation_journal_u64(state, "tokens");
     invocation->llm_steps = (uint32_t)invocation_journal_u64(state, "llm_steps");
@@ -165,7 +166,9 @@ struct invocation *invocation_journal_load(struct invocation_runtime *runtime, c
     const char *name = json_string_value(json_object_get(state, "session"));
     snprintf(session, INVOCATION_SESSION_MAX + 1, "%s", name != NULL ? name : "");
     json_decref(state);
-    if (invocation->input == NULL) {
+    if (invocation->input == NULL || !shaped) {
+        log_warn("invocation record skipped: it lacks its input or its messages and steps are "
+                 "not arrays", "id", id);
         invocation_free(invocation);
         return NULL;
     }
