@@ -437,7 +437,12 @@ function response(status, headers, body)
         bad = bad + 1
         if sample == "" then sample = status .. " " .. body:sub(1, 400) end
     end
-    if accepted + bad >= limit then wrk.thread:stop() end
+    if accepted + bad >= limit and not finished then
+        -- wrk runs until -d even when its threads stop: the script interrupts it on this file
+        finished = true
+        io.open("$work/fill.done", "w"):close()
+        wrk.thread:stop()
+    end
 end
 function done(summary, latency, requests)
     local a, b, s = 0, 0, ""
@@ -454,10 +459,16 @@ LUA
 # fill NAME COUNT BOUND: posts COUNT invocations; sets filled to how many were accepted.
 fill() {
     fill_script "$2"
-    local out="$work/$1.out"
-    taskset -c "$client_cpu" timeout $(($3 + 30)) wrk -t1 -c64 -d"${3}s" --timeout 10s \
-        -s "$work/fill-$2.lua" "http://127.0.0.1:$queue_port" >"$out" 2>&1 ||
-        fail "fill $1: wrk failed" "$out" "$work/queue.err"
+    local out="$work/$1.out" wrk_pid
+    rm -f "$work/fill.done"
+    taskset -c "$client_cpu" wrk -t1 -c64 -d"${3}s" --timeout 10s \
+        -s "$work/fill-$2.lua" "http://127.0.0.1:$queue_port" >"$out" 2>&1 &
+    wrk_pid=$!
+    while kill -0 "$wrk_pid" 2>/dev/null; do
+        [ -e "$work/fill.done" ] && { kill -INT "$wrk_pid"; break; }
+        sleep 0.1
+    done
+    wait "$wrk_pid" || fail "fill $1: wrk failed" "$out" "$work/queue.err"
     kill -0 "$queue_pid" 2>/dev/null || fail "fill $1: the engine died" "$out" "$work/queue.err"
     ! grep -q "first bad answer" "$out" || fail "fill $1: bad answers" "$out" "$work/queue.err"
     filled=$(sed -n 's/^counted accepted=\([0-9]*\) bad=0$/\1/p' "$out")

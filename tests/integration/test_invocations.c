@@ -2,12 +2,14 @@
  * tools are ringmaster-mock; the mock's counters witness every call that reached it. */
 
 #include <criterion/criterion.h>
+#include <errno.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "core/ringmaster.h"
 #include "tests/support.h"
 
 #define INVOKE_OUTPUT_MAX (1024 * 1024)
@@ -278,6 +280,58 @@ Test(invocations, fifty_concurrent_invocations_on_one_session_keep_every_message
     }
     test_engine_stop(&engine);
     test_mock_stop(&mock);
+}
+
+/* A tool of kind "c": the embedding program's function, registered before the start. */
+static int invoke_c_lookup(void *context, const char *arguments, size_t length, char **result,
+                           size_t *result_length)
+{
+    int *calls = context;
+    __atomic_add_fetch(calls, 1, __ATOMIC_RELAXED);
+    char text[256];
+    int size = snprintf(text, sizeof(text), "{\"looked_up\": %.*s}", (int)length, arguments);
+    *result = malloc((size_t)size + 1);
+    memcpy(*result, text, (size_t)size + 1);
+    *result_length = (size_t)size;
+    return 0;
+}
+
+Test(invocations, a_c_tool_registered_through_the_embedding_api)
+{
+    struct test_mock mock;
+    test_mock_start(&mock, 0, "");
+    char data_dir[] = "/tmp/rm-ctool-XXXXXX";
+    cr_assert_not_null(mkdtemp(data_dir));
+    char json[2048];
+    snprintf(json, sizeof(json),
+             "{\"listen\": \"127.0.0.1:0\", \"threads\": 2, \"data_dir\": \"%s\","
+             " \"log\": {\"level\": \"warn\"},"
+             " \"endpoints\": {\"mock\": {\"url\": \"http://127.0.0.1:%u/v1\","
+             "  \"keys\": [{\"name\": \"local\"}]}},"
+             " \"tools\": {\"lookup\": {\"kind\": \"c\"}, \"unregistered\": {\"kind\": \"c\"}},"
+             " \"agents\": {\"a\": {\"endpoint\": \"mock\", \"model\": \"m\","
+             "  \"tools\": [\"lookup\"]}}}",
+             data_dir, mock.port);
+    struct rm_engine *engine = NULL;
+    char err[512] = "";
+    cr_assert_eq(rm_engine_create_json(json, &engine, err, sizeof(err)), 0, "%s", err);
+    static int calls;
+    cr_assert_eq(rm_engine_register_tool(engine, "lookup", invoke_c_lookup, &calls), 0);
+    cr_assert_eq(rm_engine_register_tool(engine, "nothing", invoke_c_lookup, &calls), -ENOENT);
+    cr_assert_eq(rm_engine_start(engine, err, sizeof(err)), 0, "%s", err);
+    cr_assert_eq(invoke_post(rm_engine_port(engine), "a", "{\"input\": \"x\", \"wait\": 30}",
+                             ""), 200, "%s", output);
+    cr_assert_not_null(strstr(output, "\"kind\":\"tool\",\"target\":\"lookup\""), "%s",
+                       output);
+    cr_assert_not_null(strstr(output, "\"status\":\"completed\""), "%s", output);
+    cr_assert_eq(__atomic_load_n(&calls, __ATOMIC_RELAXED), 1);
+    rm_engine_stop(engine);
+    rm_engine_wait(engine);
+    rm_engine_destroy(engine);
+    test_mock_stop(&mock);
+    char command[128];
+    snprintf(command, sizeof(command), "rm -rf '%s'", data_dir);
+    cr_assert_eq(system(command), 0);
 }
 
 /* Orders cross between the reactors (a session's owner is rarely the accepting core), the
