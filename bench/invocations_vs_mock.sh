@@ -19,18 +19,23 @@
 #    invocation, CPU 0's CPU per sequence (mock alone for the peer, mock + engine for the
 #    engines) and how busy CPU 0 was. Ratio: engine invocations/s / peer sequences/s.
 # 2. Memory per queued invocation. An engine whose agent runs one invocation at a time, on a
-#    mock whose LLM never answers, so invocations stay queued ("inv" async to fill fast).
-#    Its RSS is read after 1000 warm-up invocations and again after N more (posted without
-#    wait by wrk, stopping itself after N answers); ringmaster_invocation_queue_depth must
-#    then sum to N + 999. Peer: Redis 7 (same CPU) RPUSHes N copies of the journal record of
-#    a queued invocation (GET /v1/state/inv/{id}, each copy with its own id) into a list;
-#    used_memory delta / N from INFO memory (and its RSS delta / N), in the same run.
+#    second mock whose LLM holds every request for 600 s (the engine's LLM timeouts and the
+#    agent's deadline are raised to an hour), so the first invocation stays running and the
+#    others stay queued ("inv" async to fill fast). Its RSS is read after 1000 warm-up
+#    invocations and again after N more, posted without wait by wrk (64 connections; its
+#    script posts exactly N and the run ends once N answers are in, or at a time bound);
+#    ringmaster_invocation_queue_depth must then sum to N + 999. Peer: Redis 7 (same CPU,
+#    no persistence) RPUSHes N copies of the journal record of a queued invocation
+#    (GET /v1/state/inv/{id}, each copy with its own id) into one list: used_memory delta / N
+#    from INFO memory (and its RSS delta / N), in the same run.
 # Usage: bench/invocations_vs_mock.sh [seconds per round (1..10, default 5)]
-#                                     [repeats (>= 1, default 3)] [queued N (default 1000000)]
+#                                     [repeats (1..20, default 3)]
+#                                     [queued N (1000..1900000, default 1000000)]
+# Defaults: about 2 minutes of rounds and 1-3 minutes of memory fill.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-usage="usage: $0 [seconds per round (1..10, default 5)] [repeats (>= 1, default 3)]"
-usage+=" [queued N (1000..5000000, default 1000000)]"
+usage="usage: $0 [seconds per round (1..10, default 5)] [repeats (1..20, default 3)]"
+usage+=" [queued N (1000..1900000, default 1000000)]"
 seconds=${1:-5}
 repeats=${2:-3}
 queued=${3:-1000000}
@@ -41,7 +46,7 @@ mock_bin=${RINGMASTER_MOCK:-build/release/ringmaster-mock}
     { echo "$usage"; exit 2; }
 [[ $repeats =~ ^[0-9]+$ ]] && [ "$repeats" -ge 1 ] && [ "$repeats" -le 20 ] ||
     { echo "$usage"; exit 2; }
-[[ $queued =~ ^[0-9]+$ ]] && [ "$queued" -ge 1000 ] && [ "$queued" -le 5000000 ] ||
+[[ $queued =~ ^[0-9]+$ ]] && [ "$queued" -ge 1000 ] && [ "$queued" -le 1900000 ] ||
     { echo "$usage"; exit 2; }
 for bin in "$engine_bin" "$mock_bin"; do
     [ -x "$bin" ] || { echo "build first: make $bin"; exit 1; }
