@@ -46,7 +46,8 @@ fuzz_LIBS := -fsanitize=fuzzer,address,undefined $(LIBS)
 	clean ringmaster
 
 all: deps build/release/ringmaster build/release/libringmaster.a build/release/state-bench \
-	build/release/ringmaster-mock build/release/store-bench build/release/client-bench
+	build/release/ringmaster-mock build/release/store-bench build/release/client-bench \
+	build/release/openloop
 
 help:
 	@echo "make deps        install missing Debian packages (apt-get)"
@@ -93,6 +94,10 @@ build/$(1)/ringmaster-mock: build/$(1)/bench/mock.o \
 	$$($(1)_CC) $$($(1)_CFLAGS) $$^ $$($(1)_LIBS) -o $$@
 
 build/$(1)/state-bench: bench/state_bench.c
+	@mkdir -p $$(dir $$@)
+	$$($(1)_CC) $$($(1)_CFLAGS) $$< -o $$@
+
+build/$(1)/openloop: bench/openloop.c
 	@mkdir -p $$(dir $$@)
 	$$($(1)_CC) $$($(1)_CFLAGS) $$< -o $$@
 
