@@ -151,8 +151,16 @@ fail() {
     local file port
     for file in "$@"; do
         [ -s "$file" ] || continue
-        echo "--- $(basename "$file") (last 40 lines)"
-        tail -n 40 "$file"
+        if [[ $file == *.err ]]; then
+            echo "--- $(basename "$file"): $(wc -l <"$file") lines; log messages by count:"
+            grep -o '"msg":"[^"]*"' "$file" | sort | uniq -c | sort -rn | head -n 10 || true
+            echo "--- $(basename "$file"): first 5 and last 5 lines"
+            head -n 5 "$file"
+            [ "$(wc -l <"$file")" -le 5 ] || tail -n 5 "$file"
+        else
+            echo "--- $(basename "$file") (last 40 lines)"
+            tail -n 40 "$file"
+        fi
     done
     for port in "${engine_ports[@]}"; do
         echo "--- the engine on port $port: failure counters that are not zero"
@@ -202,24 +210,27 @@ wrk.headers["Content-Type"] = "application/json"
 wrk.body = [==[$invoke_body]==]
 local threads = {}
 function setup(thread) table.insert(threads, thread) end
-function init(args) ok = 0; bad = 0; sample = "" end
+function init(args) ok = 0; bad = 0; samples = {} end
 function response(status, headers, body)
     local _, steps = body:gsub('"kind":"', "")
     if status == 200 and steps == 3 and body:find('"status":"completed"', 1, true) then
         ok = ok + 1
     else
         bad = bad + 1
-        if sample == "" then sample = status .. " " .. body:sub(1, 400) end
+        if samples[status] == nil then
+            local e = body:find('"error"', 1, true)
+            samples[status] = string.format("%d (first of this status): %s%s", status,
+                body:sub(1, 200), e and " ... " .. body:sub(e, e + 300) or "")
+        end
     end
 end
 function done(summary, latency, requests)
-    local o, b, s = 0, 0, ""
-    for _, t in ipairs(threads) do
-        o = o + t:get("ok"); b = b + t:get("bad")
-        if s == "" then s = t:get("sample") end
-    end
+    local o, b = 0, 0
+    for _, t in ipairs(threads) do o = o + t:get("ok"); b = b + t:get("bad") end
     io.write(string.format("counted ok=%d bad=%d\n", o, b))
-    if b > 0 then io.write("first bad answer: " .. s .. "\n") end
+    for _, t in ipairs(threads) do
+        for _, s in pairs(t:get("samples")) do io.write("bad answer " .. s .. "\n") end
+    end
 end
 LUA
 
@@ -338,7 +349,8 @@ run_once() {
     tools=$(($(mock_count "$llm_mock_port" tools) - tools_before))
     ! grep -q "Non-2xx" "$out" || fail "round $name: non-2xx answers" "$out" "${errs[@]}"
     ! grep -q "Socket errors" "$out" || fail "round $name: socket errors" "$out" "${errs[@]}"
-    ! grep -q "first bad answer" "$out" || fail "round $name: bad answers" "$out" "${errs[@]}"
+    ! grep -q "^bad answer\|^first bad answer" "$out" ||
+        fail "round $name: bad answers" "$out" "${errs[@]}"
     local rps p50 p99 requests ops per_op cpu0_per_op busy
     rps=$(awk '/^Requests\/sec/ { print $2 }' "$out")
     p50=$(to_us "$(awk '$1 == "50%" { print $2 }' "$out")") || fail "round $name: no p50" "$out"

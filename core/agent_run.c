@@ -148,7 +148,7 @@ static void agent_run_finalize(struct agent_run *run, enum invocation_status sta
 
 static void agent_run_fail(struct agent_run *run, const char *why)
 {
-    snprintf(run->invocation->error, sizeof(run->invocation->error), "%s", why);
+    invocation_set_error(run->invocation, why);
     agent_run_finalize(run, INVOCATION_FAILED);
 }
 
@@ -162,7 +162,7 @@ void agent_run_stop(struct invocation_core *core, struct invocation *invocation,
         return; /* already writing its end */
     }
     run->stopping = true;
-    snprintf(invocation->error, sizeof(invocation->error), "%s", why);
+    invocation_set_error(invocation, why);
     agent_run_finalize(run, status);
 }
 
@@ -490,7 +490,8 @@ void agent_run_child_done(struct invocation_core *core, struct invocation *child
         agent_run_tool_result(slot, "ok", text != NULL ? text : "", text != NULL ? strlen(text)
                                                                                  : 0);
     } else {
-        agent_run_tool_error(slot, invocation_status_name(child->status), child->error);
+        agent_run_tool_error(slot, invocation_status_name(child->status),
+                             child->error != NULL ? child->error : "the sub-agent failed");
     }
 }
 
@@ -763,7 +764,7 @@ void agent_run_start(struct invocation_core *core, struct invocation *invocation
     invocation->started_ms = invocation_unix_ms();
     struct agent_run *run = rm_calloc(1, sizeof(*run));
     if (run == NULL) {
-        snprintf(invocation->error, sizeof(invocation->error), "out of memory starting");
+        invocation_set_error(invocation, "out of memory starting");
         invocation->status = INVOCATION_FAILED;
         invocation->finishing = true;
         invocation_journal(core, invocation, STORE_RECORD_INVOCATION_FINISHED,

@@ -463,7 +463,7 @@ json_t *invocation_view(const struct invocation_runtime *runtime,
     if (invocation->result != NULL) {
         json_object_set(view, "result", invocation->result);
     }
-    if (invocation->error[0] != '\0') {
+    if (invocation->error != NULL) {
         json_object_set_new(view, "error", json_string(invocation->error));
     }
     return view;
@@ -547,9 +547,27 @@ static void invocation_waiters_answer(struct invocation_core *core,
 
 /* ---- the end ---- */
 
+char *invocation_strdup(const char *text)
+{
+    size_t length = text != NULL ? strlen(text) : 0;
+    char *copy = length > 0 ? rm_malloc(length + 1) : NULL;
+    if (copy != NULL) {
+        memcpy(copy, text, length + 1);
+    }
+    return copy;
+}
+
+void invocation_set_error(struct invocation *invocation, const char *text)
+{
+    rm_free(invocation->error);
+    invocation->error = invocation_strdup(text);
+}
+
 void invocation_free(struct invocation *invocation)
 {
     rm_free(invocation->input);
+    rm_free(invocation->error);
+    rm_free(invocation->idempotency);
     json_decref(invocation->messages);
     json_decref(invocation->steps);
     json_decref(invocation->result);
@@ -697,10 +715,9 @@ static void invocation_create(struct invocation_core *core, struct invocation_or
     invocation->created_ms = invocation_unix_ms();
     invocation->messages = json_array();
     invocation->steps = json_array();
-    snprintf(invocation->idempotency, sizeof(invocation->idempotency), "%s", order->idempotency);
+    invocation->idempotency = invocation_strdup(order->idempotency);
     invocation->creator = order;
     /* The session is named in the record; the in-memory link is made once it is durable. */
-    snprintf(invocation->error, sizeof(invocation->error), "%s", "");
     invocation_journal(core, invocation, STORE_RECORD_INVOCATION_CREATED, invocation_created);
 }
 
@@ -890,7 +907,7 @@ static void invocation_cancel_queued(struct invocation_core *core,
     }
     invocation->status = INVOCATION_CANCELLED;
     invocation->finished_ms = invocation_unix_ms();
-    snprintf(invocation->error, sizeof(invocation->error), "cancelled before it started");
+    invocation_set_error(invocation, "cancelled before it started");
     invocation->finishing = true;
     invocation_journal(core, invocation, STORE_RECORD_INVOCATION_FINISHED,
                        agent_run_journal_finished);
@@ -958,6 +975,7 @@ static void invocation_tick(struct reactor *reactor, void *context)
         invocation_journal_recover(core);
     }
     invocation_outbox_flush(core);
+    invocation_journal_retry(core);
     invocation_waiters_expire(core, now);
     if (now >= core->next_deadline_check_ns) {
         core->next_deadline_check_ns = now + INVOCATION_DEADLINE_CHECK_NS;

@@ -61,8 +61,9 @@ struct invocation {
     json_t *messages;                   /* the messages this invocation added */
     json_t *steps;
     json_t *result;
-    char error[INVOCATION_ERROR_MAX];
-    char idempotency[INVOCATION_IDEMPOTENCY_MAX + 1];
+    /* Both allocated only when set: a queued invocation stays small (the memory budget). */
+    char *error;
+    char *idempotency;
     uint64_t created_ms; /* unix time */
     uint64_t started_ms;
     uint64_t finished_ms;
@@ -72,7 +73,8 @@ struct invocation {
     bool ready_listed;   /* in its agent's ready list */
     bool holds_slot;     /* counted in its agent's running (engine-wide) */
     bool cancel_requested;
-    bool journal_busy;   /* a record write in flight */
+    struct invocation *retry_next; /* in its core's journal_retry list */
+    bool journal_busy;   /* a record write in flight, or waiting to be retried */
     bool journal_dirty;  /* state changed since that write began */
     bool finishing;      /* the FINISHED record is being written */
     uint8_t journal_type; /* of the write to make once the one in flight is done */
@@ -131,6 +133,7 @@ struct invocation_core {
     struct agent_run *runs;           /* running invocations (agent_run.c links them) */
     struct invocation_order *waiting; /* orders with a wait deadline, oldest deadline first */
     struct invocation_order *outbox;  /* answers whose message found the ring full */
+    struct invocation *journal_retry; /* record writes the store refused for now (-EAGAIN) */
     uint32_t agent_cursor;
     uint32_t active;    /* invocations running or with a record write in flight */
     uint32_t writes;    /* store writes in flight */
@@ -140,6 +143,10 @@ struct invocation_core {
 };
 
 /* core/invocation.c */
+/* Replaces invocation->error (NULL or "" clears it). */
+void invocation_set_error(struct invocation *invocation, const char *text);
+/* A copy of text in a new allocation, or NULL for NULL, "" or no memory. */
+char *invocation_strdup(const char *text);
 struct invocation_core *invocation_core_of(struct invocation_runtime *runtime, uint32_t core);
 struct invocation *invocation_find(struct invocation_core *core, const char *id);
 uint64_t invocation_unix_ms(void);
@@ -182,6 +189,9 @@ void invocation_journal(struct invocation_core *core, struct invocation *invocat
 struct invocation *invocation_journal_load(struct invocation_runtime *runtime, const char *id,
                                            const uint8_t *value, size_t length,
                                            char session[INVOCATION_SESSION_MAX + 1]);
+/* Retries the record writes the store refused with -EAGAIN (its commit buffer was full):
+ * from the tick, so a full buffer is waited out instead of failing invocations. */
+void invocation_journal_retry(struct invocation_core *core);
 /* Starts the recovery scan of this core's shard (at its first tick once ready). */
 void invocation_journal_recover(struct invocation_core *core);
 

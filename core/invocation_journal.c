@@ -36,7 +36,7 @@ char *invocation_journal_text(const struct invocation_runtime *runtime,
     json_object_set(state, "messages", invocation->messages);
     json_object_set_new(state, "llm_steps", json_integer(invocation->llm_steps));
     json_object_set_new(state, "depth", json_integer(invocation->depth));
-    if (invocation->idempotency[0] != '\0') {
+    if (invocation->idempotency != NULL) {
         json_object_set_new(state, "idempotency_key", json_string(invocation->idempotency));
     }
     if (invocation->session == NULL && invocation->creator != NULL &&
@@ -52,6 +52,32 @@ char *invocation_journal_text(const struct invocation_runtime *runtime,
 static void invocation_journal_start(struct invocation_core *core,
                                      struct invocation *invocation);
 
+/* The shard's commit buffer is full until its flush completes: the write waits for the next
+ * tick (not the next loop iteration, which would spin while the fdatasync runs). */
+static void invocation_journal_defer(struct invocation_core *core,
+                                     struct invocation *invocation)
+{
+    invocation->journal_busy = true;
+    invocation->journal_dirty = true;
+    invocation->retry_next = core->journal_retry;
+    core->journal_retry = invocation;
+    core->writes++;
+}
+
+void invocation_journal_retry(struct invocation_core *core)
+{
+    struct invocation *pending = core->journal_retry;
+    core->journal_retry = NULL;
+    while (pending != NULL) {
+        struct invocation *next = pending->retry_next;
+        RM_ASSERT(core->writes > 0);
+        core->writes--;
+        pending->journal_busy = false;
+        invocation_journal_start(core, pending);
+        pending = next;
+    }
+}
+
 static void invocation_journal_written(struct store_request *request,
                                        const struct store_result *result)
 {
@@ -64,6 +90,10 @@ static void invocation_journal_written(struct store_request *request,
     RM_ASSERT(core->writes > 0);
     core->writes--;
     invocation->journal_busy = false;
+    if (status == -EAGAIN) {
+        invocation_journal_defer(core, invocation);
+        return;
+    }
     if (status == STORE_OK && invocation->journal_dirty) {
         invocation_journal_start(core, invocation);
         return;
@@ -92,7 +122,11 @@ static void invocation_journal_start(struct invocation_core *core, struct invoca
     if (result != 0) {
         rm_free(text);
         rm_free(write);
-        invocation->journal_done(core, invocation, result);
+        if (result == -EAGAIN) {
+            invocation_journal_defer(core, invocation);
+        } else {
+            invocation->journal_done(core, invocation, result);
+        }
         return;
     }
     invocation->journal_busy = true;
@@ -161,8 +195,7 @@ struct invocation *invocation_journal_load(struct invocation_runtime *runtime, c
     invocation->llm_steps = (uint32_t)invocation_journal_u64(state, "llm_steps");
     invocation->depth = (uint32_t)invocation_journal_u64(state, "depth");
     const char *key = json_string_value(json_object_get(state, "idempotency_key"));
-    snprintf(invocation->idempotency, sizeof(invocation->idempotency), "%s",
-             key != NULL ? key : "");
+    invocation->idempotency = invocation_strdup(key);
     const char *name = json_string_value(json_object_get(state, "session"));
     snprintf(session, INVOCATION_SESSION_MAX + 1, "%s", name != NULL ? name : "");
     json_decref(state);
