@@ -484,32 +484,38 @@ static void invocation_waiting_remove(struct invocation_core *core,
 {
     if (order->previous != NULL) {
         order->previous->next = order->next;
-    } else if (core->waiting == order) {
+    } else {
         core->waiting = order->next;
     }
     if (order->next != NULL) {
         order->next->previous = order->previous;
+    } else {
+        core->waiting_tail = order->previous;
     }
     order->next = order->previous = NULL;
 }
 
-/* Keeps the list ordered by deadline; waits are mostly alike, so the walk from the head is
- * short in practice and bounded by the number of waiters. */
+/* Keeps the list ordered by deadline. Waits are mostly alike, so a new deadline is nearly
+ * always the latest: the walk from the tail is short. */
 static void invocation_waiting_insert(struct invocation_core *core,
                                       struct invocation_order *order)
 {
-    struct invocation_order **link = &core->waiting;
-    struct invocation_order *previous = NULL;
-    while (*link != NULL && (*link)->deadline_ns <= order->deadline_ns) {
-        previous = *link;
-        link = &(*link)->next;
+    struct invocation_order *after = core->waiting_tail;
+    while (after != NULL && after->deadline_ns > order->deadline_ns) {
+        after = after->previous;
     }
-    order->previous = previous;
-    order->next = *link;
-    if (*link != NULL) {
-        (*link)->previous = order;
+    order->previous = after;
+    order->next = after != NULL ? after->next : core->waiting;
+    if (order->next != NULL) {
+        order->next->previous = order;
+    } else {
+        core->waiting_tail = order;
     }
-    *link = order;
+    if (after != NULL) {
+        after->next = order;
+    } else {
+        core->waiting = order;
+    }
 }
 
 /* The order waits for the invocation's end, at most until its deadline. */
@@ -518,6 +524,8 @@ static void invocation_wait(struct invocation_core *core, struct invocation *inv
 {
     order->waiting_for = invocation;
     order->deadline_ns = reactor_now_ns(core->reactor) + order->wait_ms * 1000000ull;
+    order->waiter_next = invocation->waiters;
+    invocation->waiters = order;
     invocation_waiting_insert(core, order);
 }
 
@@ -527,6 +535,11 @@ static void invocation_waiters_expire(struct invocation_core *core, uint64_t now
         struct invocation_order *order = core->waiting;
         invocation_waiting_remove(core, order);
         struct invocation *invocation = order->waiting_for;
+        struct invocation_order **link = &invocation->waiters;
+        while (*link != order) {
+            link = &(*link)->waiter_next;
+        }
+        *link = order->waiter_next;
         invocation_answer(core, order, 202, invocation_accepted(invocation));
     }
 }
@@ -534,13 +547,12 @@ static void invocation_waiters_expire(struct invocation_core *core, uint64_t now
 static void invocation_waiters_answer(struct invocation_core *core,
                                       struct invocation *invocation)
 {
-    struct invocation_order *order = core->waiting;
+    struct invocation_order *order = invocation->waiters;
+    invocation->waiters = NULL;
     while (order != NULL) {
-        struct invocation_order *next = order->next;
-        if (order->waiting_for == invocation) {
-            invocation_waiting_remove(core, order);
-            invocation_answer(core, order, 200, invocation_view(core->runtime, invocation));
-        }
+        struct invocation_order *next = order->waiter_next;
+        invocation_waiting_remove(core, order);
+        invocation_answer(core, order, 200, invocation_view(core->runtime, invocation));
         order = next;
     }
 }

@@ -65,6 +65,7 @@ struct invocation_order {
     uint32_t retry_after_s;    /* 429 and 503 */
     /* Runtime-private. */
     void *waiting_for; /* the invocation a waiting order waits for */
+    struct invocation_order *waiter_next; /* that invocation's other waiters */
     uint64_t deadline_ns;
     struct invocation_order *next;
     struct invocation_order *previous;

@@ -132,6 +132,7 @@ struct invocation_core {
     struct invocation_list ready[CONFIG_AGENTS_MAX];
     struct agent_run *runs;           /* running invocations (agent_run.c links them) */
     struct invocation_order *waiting; /* orders with a wait deadline, oldest deadline first */
+    struct invocation_order *waiting_tail;
     struct invocation_order *outbox;  /* answers whose message found the ring full */
     struct invocation *journal_retry; /* record writes the store refused for now (-EAGAIN) */
     uint32_t agent_cursor;
