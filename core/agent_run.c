@@ -28,6 +28,7 @@ struct agent_run;
 
 struct agent_slot {
     struct agent_run *run;
+    uint32_t index;
     bool active;
     int tool; /* config index, -1 unknown */
     char id[AGENT_TOOL_CALL_ID_MAX];
@@ -59,7 +60,8 @@ struct agent_run {
     uint32_t session_tries;
     char *session_text;
     struct store_request session;
-    struct agent_slot slots[AGENT_TOOL_CALLS_MAX];
+    /* Allocated for the calls of a turn only (a slot is ~2 KB; most turns have one call). */
+    struct agent_slot *slots[AGENT_TOOL_CALLS_MAX];
     struct llm_call llm;
 };
 
@@ -98,7 +100,10 @@ static void agent_run_unlink(struct agent_run *run)
 static void agent_run_free(struct agent_run *run)
 {
     for (uint32_t i = 0; i < AGENT_TOOL_CALLS_MAX; i++) {
-        rm_free(run->slots[i].arguments);
+        if (run->slots[i] != NULL) {
+            rm_free(run->slots[i]->arguments);
+            rm_free(run->slots[i]);
+        }
     }
     json_decref(run->history);
     json_decref(run->applied);
@@ -117,8 +122,8 @@ static void agent_run_halt(struct agent_run *run)
         run->llm_active = false;
     }
     for (uint32_t i = 0; i < AGENT_TOOL_CALLS_MAX; i++) {
-        struct agent_slot *slot = &run->slots[i];
-        if (!slot->active) {
+        struct agent_slot *slot = run->slots[i];
+        if (slot == NULL || !slot->active) {
             continue;
         }
         if (slot->child != NULL) {
@@ -483,7 +488,7 @@ void agent_run_child_done(struct invocation_core *core, struct invocation *child
     if (parent->run == NULL || parent->run->stopping) {
         return;
     }
-    struct agent_slot *slot = &parent->run->slots[child->parent_slot];
+    struct agent_slot *slot = parent->run->slots[child->parent_slot];
     slot->child = NULL;
     if (child->status == INVOCATION_COMPLETED) {
         const char *text = json_string_value(child->result);
@@ -502,7 +507,7 @@ static void agent_run_child_created(struct invocation_core *core, struct invocat
     if (status != 0 || parent == NULL) {
         child->parent = NULL;
         if (parent != NULL && parent->run != NULL) {
-            agent_run_tool_error(&parent->run->slots[child->parent_slot], "error",
+            agent_run_tool_error(parent->run->slots[child->parent_slot], "error",
                                  "the sub-agent's invocation could not be journaled");
         }
         invocation_free(child);
@@ -557,7 +562,7 @@ static void agent_run_child_record(struct store_request *request,
         child->depth = run->invocation->depth + 1;
     }
     child->parent = run->invocation;
-    child->parent_slot = (uint32_t)(slot - run->slots);
+    child->parent_slot = slot->index;
     slot->child = child;
     json_t *input = child->input != NULL ? json_loads(child->input, JSON_DECODE_ANY, NULL)
                                          : NULL;
@@ -590,7 +595,7 @@ static void agent_run_sub_agent(struct agent_slot *slot)
     struct invocation *live = invocation_find(core, id);
     if (live != NULL) { /* recovered on its own after a restart: wait for it */
         live->parent = run->invocation;
-        live->parent_slot = (uint32_t)(slot - run->slots);
+        live->parent_slot = slot->index;
         slot->child = live;
         return;
     }
@@ -677,8 +682,15 @@ static bool agent_run_tools(struct agent_run *run, size_t at, const json_t *call
         if (id == NULL || name == NULL || agent_run_has_result(messages, at + 1, id)) {
             continue;
         }
-        struct agent_slot *slot = &run->slots[i];
-        *slot = (struct agent_slot){.run = run, .active = true};
+        if (run->slots[i] == NULL) {
+            run->slots[i] = rm_calloc(1, sizeof(*run->slots[i]));
+        }
+        struct agent_slot *slot = run->slots[i];
+        if (slot == NULL) {
+            continue; /* out of memory: the call stays without a result, the step retries */
+        }
+        rm_free(slot->arguments);
+        *slot = (struct agent_slot){.run = run, .index = (uint32_t)i, .active = true};
         snprintf(slot->id, sizeof(slot->id), "%s", id);
         snprintf(slot->name, sizeof(slot->name), "%s", name);
         slot->arguments = rm_malloc(strlen(arguments != NULL ? arguments : "{}") + 1);
@@ -692,7 +704,7 @@ static bool agent_run_tools(struct agent_run *run, size_t at, const json_t *call
     }
     /* All are counted before any starts: one completing at once must not step early. */
     for (uint32_t i = 0; i < started; i++) {
-        agent_run_tool_start(run, &run->slots[fresh[i]]);
+        agent_run_tool_start(run, run->slots[fresh[i]]);
     }
     return started > 0;
 }
