@@ -24,3 +24,17 @@ wait_http() {
 
 server_cpu=0
 client_cpu=$(( $(nproc) > 1 ? 1 : 0 ))
+
+# started_port FILE PID: the port a server printed on stderr ("... listening on port N").
+started_port() {
+    local port=""
+    for _ in $(seq 1 100); do
+        port=$(sed -n 's/.*listening on port \([0-9]*\).*/\1/p' "$1")
+        [ -n "$port" ] && { echo "$port"; return 0; }
+        kill -0 "$2" 2>/dev/null || break
+        sleep 0.05
+    done
+    echo "the server did not start:" >&2
+    cat "$1" >&2
+    return 1
+}

@@ -62,20 +62,6 @@ ticks=$(getconf CLK_TCK)
 connection_counts="64 1024"
 fill_bound=$((60 + queued / 5000)) # seconds: the fill stops by itself after this at most
 
-# started_port FILE PID: the port a server printed on stderr ("... listening on port N").
-started_port() {
-    local port=""
-    for _ in $(seq 1 100); do
-        port=$(sed -n 's/.*listening on port \([0-9]*\).*/\1/p' "$1")
-        [ -n "$port" ] && { echo "$port"; return 0; }
-        kill -0 "$2" 2>/dev/null || break
-        sleep 0.05
-    done
-    echo "the server did not start:" >&2
-    cat "$1" >&2
-    return 1
-}
-
 # start_mock NAME [FLAGS...]: a mock with one reactor on CPU 0; sets mock_pid, mock_port.
 start_mock() {
     local name=$1

@@ -34,20 +34,6 @@ done
 source bench/common.sh
 ticks=$(getconf CLK_TCK)
 
-# started_port FILE PID: the port a server printed on stderr ("... listening on port N").
-started_port() {
-    local port=""
-    for _ in $(seq 1 100); do
-        port=$(sed -n 's/.*listening on port \([0-9]*\).*/\1/p' "$1")
-        [ -n "$port" ] && { echo "$port"; return 0; }
-        kill -0 "$2" 2>/dev/null || break
-        sleep 0.05
-    done
-    echo "the server did not start:" >&2
-    cat "$1" >&2
-    return 1
-}
-
 # ---- the mock, then the engine in front of it ----
 taskset -c "$server_cpu" "$mock_bin" --listen 127.0.0.1:0 --threads 1 2>"$work/mock.err" &
 mock_pid=$!

@@ -22,17 +22,31 @@ struct invocation_write {
     char *text;
 };
 
+/* The input is already compact JSON text (checked when it was accepted): it is spliced in
+ * as the first member rather than parsed again at every step. */
+static char *invocation_journal_splice(const char *input, const char *rest, size_t *length)
+{
+    static const char prefix[] = "{\"input\":";
+    size_t input_length = strlen(input), rest_length = strlen(rest);
+    RM_ASSERT(rest_length >= 2 && rest[0] == '{' && rest[1] != '}');
+    *length = sizeof(prefix) - 1 + input_length + 1 + rest_length - 1;
+    char *text = rm_malloc(*length + 1);
+    if (text != NULL) {
+        memcpy(text, prefix, sizeof(prefix) - 1);
+        memcpy(text + sizeof(prefix) - 1, input, input_length);
+        text[sizeof(prefix) - 1 + input_length] = ',';
+        memcpy(text + sizeof(prefix) + input_length, rest + 1, rest_length);
+    }
+    return text;
+}
+
 char *invocation_journal_text(const struct invocation_runtime *runtime,
                               const struct invocation *invocation, size_t *length)
 {
     json_t *state = invocation_view(runtime, invocation);
-    json_t *input = json_loads(invocation->input, JSON_DECODE_ANY, NULL);
-    if (state == NULL || input == NULL) {
-        json_decref(state);
-        json_decref(input);
+    if (state == NULL) {
         return NULL;
     }
-    json_object_set_new(state, "input", input);
     json_object_set(state, "messages", invocation->messages);
     json_object_set_new(state, "llm_steps", json_integer(invocation->llm_steps));
     json_object_set_new(state, "depth", json_integer(invocation->depth));
@@ -43,9 +57,11 @@ char *invocation_journal_text(const struct invocation_runtime *runtime,
         invocation->creator->session[0] != '\0') {
         json_object_set_new(state, "session", json_string(invocation->creator->session));
     }
-    char *text = json_dumps(state, JSON_COMPACT);
+    char *rest = json_dumps(state, JSON_COMPACT);
     json_decref(state);
-    *length = text != NULL ? strlen(text) : 0;
+    char *text = rest != NULL ? invocation_journal_splice(invocation->input, rest, length) : NULL;
+    rm_free(rest);
+    *length = text != NULL ? *length : 0;
     return text;
 }
 
