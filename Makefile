@@ -13,7 +13,8 @@ LIB_SOURCES := $(filter-out core/main.c,$(wildcard core/*.c net/*.c store/*.c))
 TEST_SOURCES := $(wildcard tests/unit/*.c tests/integration/*.c)
 FUZZ_SOURCES := $(wildcard fuzz/fuzz_*.c)
 MOCK_SOURCES := $(wildcard bench/mock*.c)
-HEADERS := $(wildcard core/*.h net/*.h store/*.h tests/*.h tests/unit/*.h tests/tsan/criterion/*.h)
+HEADERS := $(wildcard core/*.h net/*.h store/*.h tests/*.h tests/unit/*.h tests/tsan/criterion/*.h) \
+	bench/bench_samples.h
 
 CC ?= cc
 BASE_CFLAGS := -std=c17 -D_GNU_SOURCE -I. -Wall -Wextra -Werror -Wshadow -Wvla \
@@ -101,10 +102,12 @@ build/$(1)/openloop: bench/openloop.c
 	@mkdir -p $$(dir $$@)
 	$$($(1)_CC) $$($(1)_CFLAGS) $$< -o $$@
 
-build/$(1)/store-bench: build/$(1)/bench/store_bench.o build/$(1)/libringmaster.a
+build/$(1)/store-bench: build/$(1)/bench/store_bench.o build/$(1)/bench/bench_samples.o \
+		build/$(1)/libringmaster.a
 	$$($(1)_CC) $$($(1)_CFLAGS) $$^ $$($(1)_LIBS) -o $$@
 
-build/$(1)/client-bench: build/$(1)/bench/client_bench.o build/$(1)/libringmaster.a
+build/$(1)/client-bench: build/$(1)/bench/client_bench.o build/$(1)/bench/bench_samples.o \
+		build/$(1)/libringmaster.a
 	$$($(1)_CC) $$($(1)_CFLAGS) $$^ $$($(1)_LIBS) -o $$@
 
 build/$(1)/ringmaster-tests: $$(TEST_SOURCES:%.c=build/$(1)/%.o) build/$(1)/tests/support.o \

@@ -28,6 +28,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "bench/bench_samples.h"
 #include "core/alloc.h"
 #include "core/metrics.h"
 #include "core/reactor.h"
@@ -527,13 +528,6 @@ static int client_bench_run(struct client_bench *bench)
     return result != 0 ? -1 : 0;
 }
 
-static int client_bench_compare_u64(const void *left, const void *right)
-{
-    uint64_t a = *(const uint64_t *)left;
-    uint64_t b = *(const uint64_t *)right;
-    return (a > b) - (a < b);
-}
-
 /* Every reactor's samples, merged and sorted, into the first reactor's array. */
 static uint32_t client_bench_merge_samples(struct client_bench *bench, uint64_t **out)
 {
@@ -541,24 +535,12 @@ static uint32_t client_bench_merge_samples(struct client_bench *bench, uint64_t 
     uint32_t count = first->sample_count;
     for (uint32_t i = 1; i < bench->options.reactors; i++) {
         const struct client_bench_reactor *self = &bench->reactors[i];
-        uint32_t room = CLIENT_BENCH_SAMPLES_MAX - count;
-        uint32_t take = self->sample_count < room ? self->sample_count : room;
-        memcpy(first->samples_ns + count, self->samples_ns, take * sizeof(uint64_t));
-        count += take;
+        count = bench_samples_append(first->samples_ns, count, CLIENT_BENCH_SAMPLES_MAX,
+                                     self->samples_ns, self->sample_count);
     }
-    qsort(first->samples_ns, count, sizeof(uint64_t), client_bench_compare_u64);
+    bench_samples_sort(first->samples_ns, count);
     *out = first->samples_ns;
     return count;
-}
-
-static double client_bench_percentile_us(const uint64_t *sorted, uint32_t count, double rank)
-{
-    if (count == 0) {
-        return 0.0;
-    }
-    uint32_t at = (uint32_t)(rank * (count - 1));
-    RM_ASSERT(at < count);
-    return (double)sorted[at] / 1000.0;
 }
 
 /* The upstream's tls_handshakes_total{kind} summed over the reactors (0 for plain http). */
@@ -645,8 +627,8 @@ static int client_bench_report(struct client_bench *bench)
            options->mode_name, options->url, options->reactors, options->connections,
            totals.window_s, (unsigned long long)totals.completed, rate,
            options->mode == CLIENT_BENCH_KEEPALIVE ? 0.0 : rate,
-           client_bench_percentile_us(samples, count, 0.50),
-           client_bench_percentile_us(samples, count, 0.99), count);
+           bench_samples_percentile_us(samples, count, 0.50),
+           bench_samples_percentile_us(samples, count, 0.99), count);
     for (int outcome = 0; outcome < HTTP_CLIENT_OUTCOME_COUNT; outcome++) {
         printf(" %s=%llu", http_client_outcome_name((enum http_client_outcome)outcome),
                (unsigned long long)totals.outcomes[outcome]);

@@ -26,6 +26,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench/bench_samples.h"
 #include "core/alloc.h"
 #include "core/config.h"
 #include "core/metrics.h"
@@ -705,13 +706,6 @@ static int store_bench_phase(struct store_bench *bench, enum store_bench_phase p
     return 0;
 }
 
-static int store_bench_compare_u64(const void *left, const void *right)
-{
-    uint64_t a = *(const uint64_t *)left;
-    uint64_t b = *(const uint64_t *)right;
-    return (a > b) - (a < b);
-}
-
 /* Every reactor's samples, merged and sorted, into the first reactor's array. */
 static uint32_t store_bench_merge_samples(struct store_bench *bench, uint64_t **out)
 {
@@ -719,24 +713,12 @@ static uint32_t store_bench_merge_samples(struct store_bench *bench, uint64_t **
     uint32_t count = first->sample_count;
     for (uint32_t i = 1; i < bench->options.reactors; i++) {
         const struct store_bench_reactor *self = &bench->reactors[i];
-        uint32_t room = STORE_BENCH_SAMPLES_MAX - count;
-        uint32_t take = self->sample_count < room ? self->sample_count : room;
-        memcpy(first->samples_ns + count, self->samples_ns, take * sizeof(uint64_t));
-        count += take;
+        count = bench_samples_append(first->samples_ns, count, STORE_BENCH_SAMPLES_MAX,
+                                     self->samples_ns, self->sample_count);
     }
-    qsort(first->samples_ns, count, sizeof(uint64_t), store_bench_compare_u64);
+    bench_samples_sort(first->samples_ns, count);
     *out = first->samples_ns;
     return count;
-}
-
-static double store_bench_percentile_us(const uint64_t *sorted, uint32_t count, double rank)
-{
-    if (count == 0) {
-        return 0.0;
-    }
-    uint32_t at = (uint32_t)(rank * (count - 1));
-    RM_ASSERT(at < count);
-    return (double)sorted[at] / 1000.0;
 }
 
 static int store_bench_report_run(struct store_bench *bench)
@@ -767,8 +749,8 @@ static int store_bench_report_run(struct store_bench *bench)
            bench->options.inflight, bench->options.value_bytes, window_s,
            (unsigned long long)operations, per_core, (unsigned long long)conflicts,
            (unsigned long long)retries, (unsigned long long)errors,
-           (unsigned long long)bad_values, count, store_bench_percentile_us(samples, count, 0.50),
-           store_bench_percentile_us(samples, count, 0.99), cpu_s,
+           (unsigned long long)bad_values, count, bench_samples_percentile_us(samples, count, 0.50),
+           bench_samples_percentile_us(samples, count, 0.99), cpu_s,
            cpu_s > 0.0 ? (double)operations / cpu_s : 0.0);
     if (errors > 0) {
         fprintf(stderr, "store-bench: %llu operations failed; first error: %s\n",
