@@ -76,7 +76,7 @@ deps:
 	fi
 
 define mode_rules
-build/$(1)/%.o: %.c $(HEADERS)
+build/$(1)/%.o: %.c $(HEADERS) | deps
 	@mkdir -p $$(dir $$@)
 	$$($(1)_CC) $$($(1)_CFLAGS) -c $$< -o $$@
 
@@ -94,11 +94,11 @@ build/$(1)/ringmaster-mock: build/$(1)/bench/mock.o \
 		build/$(1)/libringmaster.a
 	$$($(1)_CC) $$($(1)_CFLAGS) $$^ $$($(1)_LIBS) -o $$@
 
-build/$(1)/state-bench: bench/state_bench.c
+build/$(1)/state-bench: bench/state_bench.c | deps
 	@mkdir -p $$(dir $$@)
 	$$($(1)_CC) $$($(1)_CFLAGS) $$< -o $$@
 
-build/$(1)/openloop: bench/openloop.c
+build/$(1)/openloop: bench/openloop.c | deps
 	@mkdir -p $$(dir $$@)
 	$$($(1)_CC) $$($(1)_CFLAGS) $$< -o $$@
 
@@ -118,7 +118,7 @@ $(eval $(call mode_rules,release))
 $(eval $(call mode_rules,asan))
 $(eval $(call mode_rules,tsan))
 
-build/fuzz/%.o: %.c $(HEADERS)
+build/fuzz/%.o: %.c $(HEADERS) | deps
 	@mkdir -p $(dir $@)
 	$(fuzz_CC) $(fuzz_CFLAGS) -c $< -o $@
 
