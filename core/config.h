@@ -146,8 +146,11 @@ struct config_tool {
     uint32_t max_connections;     /* per core; default 256 */
     uint64_t max_response_bytes;  /* default 1 MiB */
     struct config_breaker breaker;
+    /* http: attempts per call; default 1 (a tool may not be idempotent: retries are opt-in) */
+    struct config_retry retry;
     enum config_fallback_kind fallback_kind;
     char fallback[CONFIG_FALLBACK_JSON_MAX]; /* compact JSON value, or the error text */
+    bool fallback_on_error; /* the fallback also answers a call whose last attempt failed */
 };
 
 /* An agent: "agents": {"NAME": {...}}. */

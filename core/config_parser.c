@@ -464,6 +464,18 @@ int config_parse_u32(struct config_parser *parser, json_t *value,
     return 0;
 }
 
+int config_parse_bool(struct config_parser *parser, json_t *value,
+                      const struct config_field *field)
+{
+    RM_ASSERT(field->parse == config_parse_bool);
+    if (!json_is_boolean(value)) {
+        return config_fail(parser, "must be true or false (got %s)", config_type_name(value));
+    }
+    bool flag = json_is_true(value);
+    memcpy(config_field_target(parser, field, sizeof(flag)), &flag, sizeof(flag));
+    return 0;
+}
+
 int config_parse_u64(struct config_parser *parser, json_t *value,
                      const struct config_field *field)
 {

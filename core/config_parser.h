@@ -99,6 +99,9 @@ int config_parse_u32(struct config_parser *parser, json_t *value,
                      const struct config_field *field);
 int config_parse_u64(struct config_parser *parser, json_t *value,
                      const struct config_field *field);
+/* A JSON true or false into a bool field. */
+int config_parse_bool(struct config_parser *parser, json_t *value,
+                      const struct config_field *field);
 /* Copies a string value into out (capacity bytes, NUL included); the empty string is
  * accepted only when allow_empty. wanted names the kind of string in errors ("a path"). */
 int config_parse_text(struct config_parser *parser, json_t *value, char *out, size_t capacity,

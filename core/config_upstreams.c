@@ -90,6 +90,7 @@ static void config_tool_defaults(struct config_tool *tool, const char *name, siz
     tool->max_connections = 256;
     tool->max_response_bytes = CONFIG_MIB;
     tool->breaker = config_breaker_default;
+    tool->retry = (struct config_retry){.max_attempts = 1, .base_ms = 50, .max_ms = 1000};
     tool->fallback_kind = CONFIG_FALLBACK_NONE;
     tool->kind = CONFIG_TOOL_HTTP;
     memcpy(tool->parameters, CONFIG_TOOL_PARAMETERS_DEFAULT,
@@ -717,6 +718,15 @@ static int config_check_tool_kind(struct config_parser *parser, json_t *value,
                                                 "tool's kind is \"%s\")",
                                kind);
     }
+    if (tool->kind != CONFIG_TOOL_HTTP && json_object_get(value, "retry") != NULL) {
+        return config_fail_key(parser, "retry", "is only for tools of kind \"http\" (this "
+                                                "tool's kind is \"%s\")",
+                               kind);
+    }
+    if (tool->fallback_on_error && tool->fallback_kind != CONFIG_FALLBACK_VALUE) {
+        return config_fail_key(parser, "fallback_on_error", "needs a \"fallback\" value to "
+                                                            "answer with");
+    }
     if (tool->kind == CONFIG_TOOL_HTTP && tool->url[0] == '\0') {
         return config_fail(parser, "missing \"url\" (where the tool's arguments are POSTed)");
     }
@@ -744,8 +754,10 @@ static int config_parse_tool(struct config_parser *parser, json_t *value, const 
         CONFIG_TOOL(max_connections, config_parse_u32, 1, CONFIG_CONNECTIONS_MAX),
         CONFIG_TOOL(max_response_bytes, config_parse_u64, 1024, CONFIG_GIB),
         CONFIG_TOOL(breaker, config_parse_breaker, 0, 0),
+        CONFIG_TOOL(retry, config_parse_retry, 0, 0),
         CONFIG_TOOL(fallback, config_parse_tool_fallback, 0, 0),
         {"fallback_error", config_parse_tool_fallback_error, 0, 0, 0},
+        CONFIG_TOOL(fallback_on_error, config_parse_bool, 0, 0),
     };
     RM_ASSERT(index < CONFIG_TOOLS_MAX);
     RM_ASSERT(parser->depth == 2);

@@ -547,30 +547,6 @@ static void llm_read_event_usage(struct llm_call *call, const char *data, size_t
     json_decref(object);
 }
 
-static uint64_t llm_random(struct upstream_core *core)
-{
-    uint64_t x = core->random;
-    x ^= x << 13;
-    x ^= x >> 7;
-    x ^= x << 17;
-    core->random = x;
-    return x;
-}
-
-/* Exponential backoff with jitter over its upper half, so retries of calls that failed
- * together spread out. */
-static uint64_t llm_backoff_ns(struct upstream_core *core, const struct config_retry *retry,
-                               uint32_t attempt)
-{
-    uint64_t ms = retry->base_ms;
-    for (uint32_t i = 1; i < attempt && ms < retry->max_ms; i++) {
-        ms *= 2;
-    }
-    ms = ms > retry->max_ms ? retry->max_ms : ms;
-    uint64_t half = ms / 2;
-    return (half + llm_random(core) % (ms - half + 1)) * 1000000ull;
-}
-
 /* The token bucket's correction once an attempt is over: by the usage of an answer, or the
  * whole charge back without one; a streamed answer (tokens were spent) keeps its estimate
  * unless a chunk carried the usage. */
@@ -630,7 +606,7 @@ static void llm_retry_or_fail(struct llm_call *call, enum llm_attempt_outcome at
         if (attempt == LLM_ATTEMPT_RATE_LIMITED) {
             llm_enqueue(call, LLM_WAITING, true); /* the key is paused: another goes next */
         } else {
-            call->due_ns = now_ns + llm_backoff_ns(core, &config->retry, call->endpoint_attempts);
+            call->due_ns = now_ns + upstream_backoff_ns(core, &config->retry, call->endpoint_attempts);
             llm_enqueue(call, LLM_BACKOFF, false);
         }
         return;

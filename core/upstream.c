@@ -13,6 +13,7 @@
 #include "core/llm.h"
 #include "core/metrics.h"
 #include "core/rm_assert.h"
+#include "core/tool.h"
 #include "core/upstream.h"
 #include "net/dns.h"
 #include "net/http_client.h"
@@ -45,7 +46,7 @@ static int upstream_series(struct metrics_registry *metrics, int family, const c
 
 struct upstream_families {
     int requests, depth, in_flight, wait, tokens, retries, fallbacks, rejected, breaker_open;
-    int tool_calls, tool_duration;
+    int tool_calls, tool_duration, tool_retries;
 };
 
 static void upstream_families_register(struct metrics_registry *m, struct upstream_families *f)
@@ -75,6 +76,9 @@ static void upstream_families_register(struct metrics_registry *m, struct upstre
                                      "open.", METRICS_COUNTER);
     f->tool_calls = metrics_family(m, "tool_calls_total", "Tool calls by tool and outcome.",
                                    METRICS_COUNTER);
+    f->tool_retries = metrics_family(m, "tool_retries_total",
+                                     "Tool attempts after the first (retry.max_attempts > 1).",
+                                     METRICS_COUNTER);
     f->tool_duration = metrics_histogram_family(m, "tool_call_duration_seconds",
                                                 "Tool call duration, fallbacks included.", 1000,
                                                 1e-9);
@@ -178,7 +182,9 @@ static int upstream_tool_init(struct upstream_set *set, uint32_t index,
     }
     tool->duration = upstream_series(set->metrics, f->tool_duration, "tool=\"%s\"",
                                      tool->config->name, NULL, NULL);
-    return tool->duration < 0 ? -ENOSPC : 0;
+    tool->retries = upstream_series(set->metrics, f->tool_retries, "tool=\"%s\"",
+                                    tool->config->name, NULL, NULL);
+    return tool->duration < 0 || tool->retries < 0 ? -ENOSPC : 0;
 }
 
 /* Trust anchors are loaded only when some URL is https, and the resolver started only when
@@ -394,6 +400,28 @@ static void upstream_drain_rates(struct upstream_set *set, uint64_t now_ns)
     }
 }
 
+static uint64_t upstream_random(struct upstream_core *core)
+{
+    uint64_t x = core->random;
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    core->random = x;
+    return x;
+}
+
+uint64_t upstream_backoff_ns(struct upstream_core *core, const struct config_retry *retry,
+                             uint32_t attempt)
+{
+    uint64_t ms = retry->base_ms;
+    for (uint32_t i = 1; i < attempt && ms < retry->max_ms; i++) {
+        ms *= 2;
+    }
+    ms = ms > retry->max_ms ? retry->max_ms : ms;
+    uint64_t half = ms / 2;
+    return (half + upstream_random(core) % (ms - half + 1)) * 1000000ull;
+}
+
 static void upstream_tick(struct reactor *reactor, void *context)
 {
     struct upstream_core *core = context;
@@ -404,6 +432,7 @@ static void upstream_tick(struct reactor *reactor, void *context)
         upstream_drain_rates(core->set, now);
     }
     llm_pump_all(core, now);
+    tool_pump_backoff(core, now);
 }
 
 int upstream_core_open(struct upstream_set *set, struct reactor *reactor)

@@ -27,6 +27,7 @@ struct bucket_set;
 struct dns;
 struct http_client;
 struct llm_call;
+struct tool_call;
 
 enum llm_attempt_outcome {
     LLM_ATTEMPT_OK,
@@ -42,7 +43,7 @@ enum tool_outcome {
     TOOL_OK,
     TOOL_ERROR,           /* an error answer, a refused connection or a malformed response */
     TOOL_TIMEOUT,
-    TOOL_FALLBACK,        /* breaker open: the configured fallback value */
+    TOOL_FALLBACK,        /* breaker open (or failed, fallback_on_error): the fallback value */
     TOOL_SHORT_CIRCUITED, /* breaker open: an error at once (fallback_error or none) */
     TOOL_OUTCOME_COUNT,
 };
@@ -87,6 +88,7 @@ struct upstream_tool {
     int breaker;
     int calls[TOOL_OUTCOME_COUNT];
     int duration; /* histogram */
+    int retries;
 };
 
 struct upstream_set {
@@ -120,6 +122,7 @@ struct upstream_core {
     uint32_t tool_upstream[CONFIG_TOOLS_MAX];
     struct upstream_lane waiting[CONFIG_ENDPOINTS_MAX]; /* ready to go, in order */
     struct upstream_lane backoff;                       /* waiting for a retry time */
+    struct tool_call *tool_backoff;                     /* tool calls waiting for a retry */
     uint32_t key_cursor[CONFIG_ENDPOINTS_MAX];          /* rotates keys of equal budget */
     uint32_t active;  /* calls accepted and not completed (llm and tool) */
     uint64_t random;  /* xorshift state for backoff jitter */
@@ -147,5 +150,9 @@ int upstream_tool_find(const struct upstream_set *set, const char *name, size_t 
 int upstream_endpoint_for_model(const struct upstream_set *set, const char *model,
                                 size_t length);
 const char *upstream_tool_outcome_name(enum tool_outcome outcome);
+/* The wait before attempt `attempt + 1`: exponential from base_ms, capped at max_ms, with
+ * jitter over its upper half so that calls which failed together spread out. */
+uint64_t upstream_backoff_ns(struct upstream_core *core, const struct config_retry *retry,
+                             uint32_t attempt);
 
 #endif

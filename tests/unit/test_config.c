@@ -1019,7 +1019,8 @@ Test(config_upstreams, unknown_keys)
     test_config_expect("{\"tools\": {\"t\": {" TEST_CONFIG_URL ",\n\"fallback_value\": 1}}}",
                        "test.json:2: tools.t.fallback_value: unknown key; known keys: kind, url, "
                        "agent, description, parameters, timeout_ms, connect_timeout_ms, "
-                       "max_connections, max_response_bytes, breaker, fallback, fallback_error");
+                       "max_connections, max_response_bytes, breaker, retry, fallback, "
+                       "fallback_error, fallback_on_error");
     test_config_expect("{\"tls\": {\"ca\": \"/x\"}}",
                        "test.json:1: tls.ca: unknown key; known keys: ca_file");
     test_config_expect("{\"resilience\": {\"reconcile\": 1}}",
@@ -1096,6 +1097,38 @@ Test(config_upstreams, fallbacks_name_other_endpoints)
     test_config_expect(TEST_CONFIG_ENDPOINT "\"fallbacks\": [\"a\", \"b\", \"c\", \"d\", "
                        "\"f\"]}}}",
                        "test.json:1: endpoints.e.fallbacks: at most 4 fallbacks (got 5)");
+}
+
+Test(config_upstreams, tool_retry_and_fallback_on_error)
+{
+    struct config config;
+    test_config_expect_ok(&config, "{\"tools\": {\"t\": {" TEST_CONFIG_URL ", \"retry\": "
+                                   "{\"max_attempts\": 4, \"base_ms\": 10}, \"fallback\": 1, "
+                                   "\"fallback_on_error\": true}, \"u\": {" TEST_CONFIG_URL "}}}");
+    cr_assert_eq(config.tools[0].retry.max_attempts, 4);
+    cr_assert_eq(config.tools[0].retry.base_ms, 10);
+    cr_assert_eq(config.tools[0].retry.max_ms, 1000);
+    cr_assert(config.tools[0].fallback_on_error);
+    cr_assert_eq(config.tools[1].retry.max_attempts, 1, "tool retries are opt-in");
+    cr_assert(!config.tools[1].fallback_on_error);
+    test_config_expect("{\"tools\": {\"t\": {" TEST_CONFIG_URL ", \"fallback_on_error\": 1}}}",
+                       "test.json:1: tools.t.fallback_on_error: must be true or false (got an "
+                       "integer)");
+    test_config_expect("{\"tools\": {\"t\": {" TEST_CONFIG_URL ",\n\"fallback_on_error\": "
+                       "true}}}",
+                       "test.json:2: tools.t.fallback_on_error: needs a \"fallback\" value to "
+                       "answer with");
+    test_config_expect("{\"tools\": {\"t\": {" TEST_CONFIG_URL ", \"fallback_error\": \"x\", "
+                       "\"fallback_on_error\": true}}}",
+                       "test.json:1: tools.t.fallback_on_error: needs a \"fallback\" value to "
+                       "answer with");
+    test_config_expect("{\"tools\": {\"t\": {\"kind\": \"c\",\n\"retry\": {}}}}",
+                       "test.json:2: tools.t.retry: is only for tools of kind \"http\" (this "
+                       "tool's kind is \"c\")");
+    test_config_expect("{\"tools\": {\"t\": {" TEST_CONFIG_URL ", \"retry\": "
+                       "{\"max_attempts\": 11}}}}",
+                       "test.json:1: tools.t.retry.max_attempts: must be an integer between 1 "
+                       "and 10 (got 11)");
 }
 
 Test(config_upstreams, fallback_and_fallback_error_exclusive)
