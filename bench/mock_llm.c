@@ -1,6 +1,7 @@
-/* POST /v1/chat/completions. A conversation with no "tool" message gets an assistant
- * message that calls the request's tools (with arguments made from each tool's parameter
- * schema); once tool results are in, it gets a final answer. Token counts follow the usual
+/* POST /v1/chat/completions. A conversation with no "tool" message after its last "user"
+ * message gets an assistant message that calls the request's tools (with arguments made from
+ * each tool's parameter schema); once tool results are in, it gets a final answer. So every
+ * new user turn of a session's history calls the tools again, as a real model would. Token counts follow the usual
  * rule of thumb (4 bytes a token), and the request passes the provider's limits first. */
 
 #include <errno.h>
@@ -26,7 +27,8 @@ static const char *mock_llm_string(json_t *object, const char *key, size_t *leng
     return json_string_value(value);
 }
 
-/* Counts tool results and remembers the last user text; -1 when messages is malformed. */
+/* Counts the tool results after the last user message and remembers that message's text;
+ * -1 when messages is malformed. */
 static int mock_llm_messages(struct mock_chat *chat, json_t *messages, const char **error)
 {
     if (!json_is_array(messages) || json_array_size(messages) == 0) {
@@ -51,6 +53,7 @@ static int mock_llm_messages(struct mock_chat *chat, json_t *messages, const cha
             const char *text = mock_llm_string(json_array_get(messages, i), "content", &length);
             chat->user_text = text != NULL ? text : "";
             chat->user_text_length = text != NULL ? length : 0;
+            chat->tool_results = 0;
         }
     }
     return 0;
