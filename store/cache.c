@@ -6,6 +6,7 @@
 #include "core/alloc.h"
 #include "core/log.h"
 #include "core/rm_assert.h"
+#include "store/commit.h"
 #include "store/record.h"
 #include "store/segment.h"
 
@@ -131,6 +132,22 @@ static int store_cache_verify(const struct store_request *request, const uint8_t
     return 0;
 }
 
+/* Answers a read on the owner. In a sync namespace, a version that is not yet durable is
+ * shown only after the fdatasync that covers it (see store_read_resolve). */
+static void store_cache_answer(struct store_shard *shard, struct store_request *request)
+{
+    bool unsynced = request->read_batch_sequence > shard->synced_sequence;
+    if (request->result.status < 0 || !unsynced ||
+        !store_shard_sync_namespace(shard->store, request)) {
+        store_shard_finish(shard, request);
+    } else if (shard->failed != 0) {
+        request->result = (struct store_result){.status = shard->failed};
+        store_shard_finish(shard, request);
+    } else {
+        store_commit_wait(shard, request);
+    }
+}
+
 static void store_cache_read_callback(struct reactor_op *op, int result, uint32_t flags)
 {
     struct store_request *request = op->context;
@@ -161,7 +178,7 @@ static void store_cache_read_callback(struct reactor_op *op, int result, uint32_
         request->result.value_length = record.value_length;
         store_cache_fill(shard, request, &record);
     }
-    store_shard_finish(shard, request);
+    store_cache_answer(shard, request);
 }
 
 static void store_cache_read_disk(struct store_shard *shard, struct store_request *request,
@@ -198,6 +215,7 @@ void store_cache_read(struct store_shard *shard, struct store_request *request)
         store_index_find(&shard->keys, request->full_key, request->key_length, request->hash);
     const struct store_snapshot *snapshot = entry != NULL ? entry->snapshot : NULL;
     request->result = (struct store_result){.status = STORE_NOT_FOUND};
+    request->read_batch_sequence = snapshot != NULL ? snapshot->batch_sequence : 0;
     if (store_index_live(snapshot, store_shard_unix_ns())) {
         request->result = (struct store_result){
             .status = STORE_OK, .version = snapshot->version,
@@ -219,5 +237,5 @@ void store_cache_read(struct store_shard *shard, struct store_request *request)
         }
     }
     store_index_section_end(shard->epoch_record);
-    store_shard_finish(shard, request);
+    store_cache_answer(shard, request);
 }

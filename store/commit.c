@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include "core/alloc.h"
+#include "core/atomic.h"
 #include "core/log.h"
 #include "core/rm_assert.h"
 #include "store/segment.h"
@@ -166,7 +167,7 @@ static void store_commit_append_waiter(struct store_batch *batch, struct store_r
 void store_commit_wait(struct store_shard *shard, struct store_request *request)
 {
     store_shard_assert_owner(shard);
-    RM_ASSERT(request->result.status == STORE_OK);
+    RM_ASSERT(request->result.status >= 0);
     shard->filling->sync = true;
     store_commit_append_waiter(shard->filling, request);
 }
@@ -253,7 +254,7 @@ static void store_commit_complete(struct store_shard *shard, struct store_batch 
         batch->runs[r].segment->pending_runs--;
     }
     if (batch->sync) {
-        shard->synced_sequence = batch->sequence;
+        rm_atomic_store_64(&shard->synced_sequence, batch->sequence);
         shard->unsynced_since_ns = 0;
     } else if (batch->used > 0 && shard->unsynced_since_ns == 0) {
         shard->unsynced_since_ns = reactor_now_ns(shard->reactor);

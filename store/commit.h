@@ -31,7 +31,8 @@ int store_commit_reserve(struct store_shard *shard, uint32_t size, uint8_t **out
                          uint32_t *segment_id, uint64_t *offset);
 void store_commit_track(struct store_shard *shard, struct store_entry *entry,
                         struct store_snapshot *previous);
-/* Acknowledges the request after the fdatasync that covers the filling batch. */
+/* Answers the request (its result filled, not an error) after the fdatasync that covers the
+ * filling batch, and so every batch before it. */
 void store_commit_wait(struct store_shard *shard, struct store_request *request);
 /* Makes the filling batch end with an fdatasync; returns its sequence. */
 uint64_t store_commit_require_sync(struct store_shard *shard);

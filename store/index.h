@@ -48,6 +48,7 @@ struct store_snapshot {
     uint64_t version;
     uint64_t expiry_unix_ns; /* 0 = never */
     uint64_t offset;         /* of the record in its segment */
+    uint64_t batch_sequence; /* the commit batch that wrote the record; 0: recovered */
     uint32_t segment_id;
     uint32_t record_length;
     uint32_t value_length;

@@ -15,7 +15,12 @@ void store_read_resolve(struct store_shard *shard, struct store_request *request
         store_index_find(&owner->keys, request->full_key, request->key_length, request->hash);
     const struct store_snapshot *snapshot = entry != NULL ? store_index_load(entry) : NULL;
     bool live = store_index_live(snapshot, store_shard_unix_ns());
-    if (live && !store_cache_in_memory(snapshot)) {
+    /* In a sync namespace a version is shown only once durable: a crash could take back
+     * one shown earlier, and the next write would give its number to another value. The
+     * owner holds such reads until the fdatasync. */
+    bool unsynced = snapshot != NULL && store_shard_unsynced(owner, snapshot) &&
+                    store_shard_sync_namespace(request->store, request);
+    if (unsynced || (live && !store_cache_in_memory(snapshot))) {
         store_index_section_end(shard->epoch_record);
         request->operation = STORE_OPERATION_GET_MISS;
         if (store_shard_dispatch(request->store, request) != 0) {

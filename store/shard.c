@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include "core/alloc.h"
+#include "core/atomic.h"
 #include "core/log.h"
 #include "core/rm_assert.h"
 #include "store/cache.h"
@@ -86,6 +87,17 @@ void store_shard_segment_remove(struct store_shard *shard, struct store_segment 
         }
     }
     RM_ASSERT(!"segment not in its shard's table");
+}
+
+bool store_shard_unsynced(const struct store_shard *owner, const struct store_snapshot *snapshot)
+{
+    return snapshot->batch_sequence > rm_atomic_load_64(&owner->synced_sequence);
+}
+
+bool store_shard_sync_namespace(const struct store *store, const struct store_request *request)
+{
+    return config_durability_of(&store->config, (const char *)request->full_key,
+                                request->ns_length) == CONFIG_DURABILITY_SYNC;
 }
 
 struct store_snapshot *store_shard_swap(struct store_shard *shard, struct store_entry *entry,

@@ -147,7 +147,9 @@ struct store_shard {
     struct store_batch *filling;
     struct store_batch *flushing; /* NULL: no flush in flight */
     uint64_t next_sequence;
-    uint64_t synced_sequence;    /* every batch up to it is written and fdatasynced */
+    /* Every batch up to it is written and fdatasynced. The owner stores it with
+     * rm_atomic_store_64; other cores load it to tell whether a snapshot is durable. */
+    uint64_t synced_sequence;
     uint64_t unsynced_since_ns;  /* written but not yet fdatasynced (async); 0: none */
     bool timer_armed;
     struct __kernel_timespec timer_interval;
@@ -190,6 +192,10 @@ void store_shard_segment_remove(struct store_shard *shard, struct store_segment 
  * replaced snapshot (the caller retires or frees it). */
 struct store_snapshot *store_shard_swap(struct store_shard *shard, struct store_entry *entry,
                                         struct store_snapshot *snapshot);
+/* Whether the snapshot's batch is not yet fdatasynced; any core, about the owner's shard. */
+bool store_shard_unsynced(const struct store_shard *owner, const struct store_snapshot *snapshot);
+/* Whether the request's namespace is in sync durability. */
+bool store_shard_sync_namespace(const struct store *store, const struct store_request *request);
 /* Completes a request: on this reactor in the next delivery, or by message to its origin. */
 void store_shard_finish(struct store_shard *shard, struct store_request *request);
 /* Applies the fault-injection hook to a disk completion result. */

@@ -238,6 +238,7 @@ static int store_prepare(struct store *store, struct store_request *request,
     request->store = store;
     request->next = NULL;
     request->owned_value = NULL;
+    request->read_batch_sequence = 0;
     request->value = NULL;
     request->value_length = 0;
     request->expected_version = STORE_VERSION_ANY;

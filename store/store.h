@@ -27,8 +27,11 @@
  *
  * Durability per namespace (config durability): sync writes are acknowledged after the
  * group-commit fdatasync that covers them; async writes at once, and are made durable within
- * flush_interval_ms. A reader may see a sync write before it is acknowledged (write-back
- * cache): reads return the latest accepted version.
+ * flush_interval_ms. In a sync namespace nothing shows a version before it is durable: a
+ * read, or a conflict naming the current version, that finds one still in a batch waits for
+ * the fdatasync that covers it (otherwise a crash could take back a version someone saw, and
+ * the next write would give its number to another value). In an async namespace reads
+ * return the latest accepted version.
  *
  * Versions start at 1 and only grow per key, across restarts and across delete + recreate
  * (a delete writes a tombstone with the next version; the tombstone stays, so a recreated
@@ -112,6 +115,7 @@ struct store_request {
     uint64_t read_offset; /* the record a disk read fetches */
     uint32_t read_length;
     uint32_t read_segment_id;
+    uint64_t read_batch_sequence; /* the batch that wrote what a read saw */
     uint32_t origin; /* the calling reactor */
     uint32_t shard;
     uint16_t key_length; /* of full_key */

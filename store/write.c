@@ -83,6 +83,7 @@ static int store_write_apply(struct store_shard *shard, struct store_request *re
         store_index_snapshot_free(snapshot);
         return result;
     }
+    snapshot->batch_sequence = shard->filling->sequence;
     store_record_encode(&record, out);
     store_commit_track(shard, entry, store_shard_swap(shard, entry, snapshot));
     request->result = (struct store_result){
@@ -112,6 +113,8 @@ void store_write_execute(struct store_shard *shard, struct store_request *reques
     const struct store_snapshot *current = entry != NULL ? entry->snapshot : NULL;
     bool live = store_index_live(current, now_unix_ns);
     int status = store_write_check(request, current, live);
+    /* A refusal names the current version: in a sync namespace, only once it is durable. */
+    bool unsynced = current != NULL && store_shard_unsynced(shard, current);
     if (status != STORE_OK) {
         request->result.status = status;
         request->result.version = live ? current->version : 0;
@@ -120,9 +123,8 @@ void store_write_execute(struct store_shard *shard, struct store_request *reques
         request->result.status = status;
     }
     store_index_section_end(shard->epoch_record);
-    bool sync = config_durability_of(&shard->store->config, (const char *)request->full_key,
-                                     request->ns_length) == CONFIG_DURABILITY_SYNC;
-    if (status == STORE_OK && sync) {
+    bool sync = store_shard_sync_namespace(shard->store, request);
+    if (sync && (status == STORE_OK || (status > 0 && unsynced))) {
         store_commit_wait(shard, request);
     } else {
         store_shard_finish(shard, request);
