@@ -43,6 +43,10 @@ enum consistency_check {
     CONSISTENCY_CHECK_REAL_TIME,      /* a later operation saw an older version */
     CONSISTENCY_CHECK_LOST_WRITE,     /* the final state misses an acknowledged write */
     CONSISTENCY_CHECK_FAILED_SEEN,    /* a write answered 412/503 was observed */
+    /* A read saw a write whose answer a crash took, and the state after that crash no longer
+     * has it: the engine served a write before it was durable. A break of linearizability
+     * like (a) and (c), told apart because its cause is durability, not ordering. */
+    CONSISTENCY_CHECK_UNDURABLE_READ,
     CONSISTENCY_CHECK_PROTOCOL,       /* an answer breaks the API's contract (status, version) */
     CONSISTENCY_CHECK_INVOCATION_LOST,     /* an acknowledged invocation is gone or unfinished */
     CONSISTENCY_CHECK_IDEMPOTENCY,         /* one Idempotency-Key, two invocation ids */

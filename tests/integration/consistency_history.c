@@ -14,6 +14,9 @@
  * - (c) real-time order: if A ended before B began, B's version is >= A's (> for a write B);
  * - (d) after the last restart each key's version is >= every acknowledged write's version;
  * - (e) a write answered 412 or 503 is never observed.
+ * A break of (a) or (c) whose only cause is a read of a write that a crash then took (the
+ * write's connection died, and the operation on the other side began after that) is counted
+ * apart, as an undurable read: the engine showed a write before it was durable.
  * Invocations: every acknowledged one is found after the last restart and has ended, and
  * every answer for one Idempotency-Key names the same id. */
 
@@ -112,6 +115,7 @@ const char *consistency_check_name(enum consistency_check check)
         [CONSISTENCY_CHECK_REAL_TIME] = "real-time order",
         [CONSISTENCY_CHECK_LOST_WRITE] = "lost acknowledged write",
         [CONSISTENCY_CHECK_FAILED_SEEN] = "failed write observed",
+        [CONSISTENCY_CHECK_UNDURABLE_READ] = "read of a write lost in a crash",
         [CONSISTENCY_CHECK_PROTOCOL] = "protocol",
         [CONSISTENCY_CHECK_INVOCATION_LOST] = "lost acknowledged invocation",
         [CONSISTENCY_CHECK_IDEMPOTENCY] = "idempotency",
@@ -378,6 +382,27 @@ static void consistency_key_reads(struct consistency_checker *checker,
 
 /* ---- per key: (a), one effective write per replaced version ---- */
 
+/* Two writes that took effect replaced one version. When one of them took effect only as far
+ * as a read shows, its connection died (the crash), and the other began after that, the crash
+ * took it: the read saw a write that was not durable. */
+static enum consistency_check consistency_lost_update_cause(const struct consistency_operation *a,
+                                                            const struct consistency_operation *b)
+{
+    RM_ASSERT(a->expected == b->expected);
+    RM_ASSERT(a->kind == CONSISTENCY_WRITE && b->kind == CONSISTENCY_WRITE);
+    bool a_tentative = a->outcome == CONSISTENCY_UNKNOWN;
+    bool b_tentative = b->outcome == CONSISTENCY_UNKNOWN;
+    if (a_tentative && b_tentative) {
+        a_tentative = a->complete_ns <= b->complete_ns;
+        b_tentative = !a_tentative;
+    }
+    const struct consistency_operation *lost = a_tentative ? a : b_tentative ? b : NULL;
+    const struct consistency_operation *other = lost == a ? b : a;
+    return lost != NULL && lost->complete_ns <= other->invoke_ns
+               ? CONSISTENCY_CHECK_UNDURABLE_READ
+               : CONSISTENCY_CHECK_LOST_UPDATE;
+}
+
 static void consistency_key_lost_updates(struct consistency_checker *checker,
                                          const struct consistency_key_view *view,
                                          const bool *took_effect)
@@ -397,8 +422,9 @@ static void consistency_key_lost_updates(struct consistency_checker *checker,
         if (a->expected == b->expected) {
             char first[CONSISTENCY_MESSAGE_MAX / 2], second[CONSISTENCY_MESSAGE_MAX / 2];
             consistency_violation(
-                checker, CONSISTENCY_CHECK_LOST_UPDATE, "key %u: %s and %s both replaced v%llu",
-                view->key, consistency_describe(checker, effective[i - 1], first, sizeof(first)),
+                checker, consistency_lost_update_cause(a, b),
+                "key %u: %s and %s both replaced v%llu", view->key,
+                consistency_describe(checker, effective[i - 1], first, sizeof(first)),
                 consistency_describe(checker, effective[i], second, sizeof(second)),
                 (unsigned long long)a->expected);
         }
@@ -471,19 +497,92 @@ static bool consistency_position(const struct consistency_operation *op, uint64_
     return known;
 }
 
-static void consistency_real_time_violation(struct consistency_checker *checker, uint32_t key,
+/* True when the version an operation saw is one that only writes with unknown outcomes can
+ * have made (a read of such a write's value, or a 412 naming a version no acknowledged write
+ * made); *lost_ns is then when the last of their connections died, i.e. the crash. */
+static bool consistency_tentative(const struct consistency_checker *checker,
+                                  const struct consistency_key_view *view, size_t index,
+                                  uint64_t *lost_ns)
+{
+    const struct consistency_operation *op = &checker->operations[index];
+    *lost_ns = 0;
+    if (op->kind == CONSISTENCY_READ && op->outcome == CONSISTENCY_OK && op->version > 0) {
+        size_t position = consistency_find_write(checker, view, op->value);
+        const struct consistency_operation *source =
+            position == SIZE_MAX ? NULL : &checker->operations[view->writes_by_value[position]];
+        *lost_ns = source != NULL ? source->complete_ns : 0;
+        return source != NULL && source->outcome == CONSISTENCY_UNKNOWN;
+    }
+    if (consistency_base_version(op) == 0 || op->outcome != CONSISTENCY_FAIL) {
+        return false; /* an acknowledged write's own version is durable, and so its base */
+    }
+    bool candidates = false;
+    for (size_t p = consistency_first_expected(checker, view, op->version - 1);
+         p < view->write_count; p++) {
+        const struct consistency_operation *write =
+            &checker->operations[view->writes_by_expected[p]];
+        if (write->expected != op->version - 1) {
+            break;
+        }
+        if (write->outcome == CONSISTENCY_OK && write->invoke_ns <= op->complete_ns) {
+            return false;
+        }
+        if (write->outcome == CONSISTENCY_UNKNOWN && write->invoke_ns <= op->complete_ns) {
+            candidates = true;
+            *lost_ns = write->complete_ns > *lost_ns ? write->complete_ns : *lost_ns;
+        }
+    }
+    return candidates;
+}
+
+/* `earlier` ended before `later` began, yet later saw an older version. When earlier saw a
+ * version only writes with unknown outcomes made, and their connections died before later
+ * began, the crash took that version. */
+static void consistency_real_time_violation(struct consistency_checker *checker,
+                                            const struct consistency_key_view *view,
                                             size_t earlier, size_t later)
 {
+    uint64_t lost_ns;
+    bool crash = consistency_tentative(checker, view, earlier, &lost_ns) &&
+                 lost_ns <= checker->operations[later].invoke_ns;
     char first[CONSISTENCY_MESSAGE_MAX / 2], second[CONSISTENCY_MESSAGE_MAX / 2];
-    consistency_violation(checker, CONSISTENCY_CHECK_REAL_TIME,
-                          "key %u: %s ended before %s began", key,
+    consistency_violation(checker,
+                          crash ? CONSISTENCY_CHECK_UNDURABLE_READ : CONSISTENCY_CHECK_REAL_TIME,
+                          "key %u: %s ended before %s began", view->key,
                           consistency_describe(checker, earlier, first, sizeof(first)),
                           consistency_describe(checker, later, second, sizeof(second)));
 }
 
+/* The highest version among operations that have ended, with the operation that saw it. */
+struct consistency_highest {
+    size_t operation; /* SIZE_MAX: none yet */
+    uint64_t position;
+};
+
+static void consistency_highest_update(struct consistency_highest *highest, size_t operation,
+                                       uint64_t position)
+{
+    if (highest->operation == SIZE_MAX || position > highest->position) {
+        highest->operation = operation;
+        highest->position = position;
+    }
+}
+
+static bool consistency_highest_broken(const struct consistency_highest *highest,
+                                       const struct consistency_operation *later)
+{
+    uint64_t position;
+    consistency_position(later, &position);
+    bool write = later->kind == CONSISTENCY_WRITE && later->outcome == CONSISTENCY_OK;
+    return highest->operation != SIZE_MAX &&
+           (write ? position <= highest->position : position < highest->position);
+}
+
 /* One sweep: operations by start time against the highest version among those that had
  * already ended (ordered by end time). A write must make a version above it (it replaced at
- * least that version), anything else must see at least it. */
+ * least that version), anything else must see at least it. `firm` leaves out versions only
+ * writes with unknown outcomes made, so that a break is blamed on a crash only when nothing
+ * else explains it. */
 static void consistency_key_real_time(struct consistency_checker *checker,
                                       const struct consistency_key_view *view)
 {
@@ -500,8 +599,8 @@ static void consistency_key_real_time(struct consistency_checker *checker,
     }
     consistency_sort(ended, count, consistency_by_complete, checker->operations);
     consistency_sort(started, count, consistency_by_invoke, checker->operations);
-    size_t next_ended = 0, highest = SIZE_MAX;
-    uint64_t highest_position = 0;
+    struct consistency_highest all = {SIZE_MAX, 0}, firm = {SIZE_MAX, 0};
+    size_t next_ended = 0;
     for (size_t i = 0; i < count; i++) {
         const struct consistency_operation *later = &checker->operations[started[i]];
         for (; next_ended < count &&
@@ -509,17 +608,16 @@ static void consistency_key_real_time(struct consistency_checker *checker,
              next_ended++) {
             uint64_t position;
             consistency_position(&checker->operations[ended[next_ended]], &position);
-            if (highest == SIZE_MAX || position > highest_position) {
-                highest = ended[next_ended];
-                highest_position = position;
+            consistency_highest_update(&all, ended[next_ended], position);
+            uint64_t lost_ns;
+            if (!consistency_tentative(checker, view, ended[next_ended], &lost_ns)) {
+                consistency_highest_update(&firm, ended[next_ended], position);
             }
         }
-        uint64_t position;
-        consistency_position(later, &position);
-        bool write = later->kind == CONSISTENCY_WRITE && later->outcome == CONSISTENCY_OK;
-        if (highest != SIZE_MAX &&
-            (write ? position <= highest_position : position < highest_position)) {
-            consistency_real_time_violation(checker, view->key, highest, started[i]);
+        if (consistency_highest_broken(&firm, later)) {
+            consistency_real_time_violation(checker, view, firm.operation, started[i]);
+        } else if (consistency_highest_broken(&all, later)) {
+            consistency_real_time_violation(checker, view, all.operation, started[i]);
         }
     }
     free(ended);

@@ -165,12 +165,49 @@ Test(consistency_history, an_observed_unknown_write_that_vanishes_is_detected)
 {
     /* Nothing acknowledged was lost, but a read saw a write the restart then forgot. */
     write_op(0, 10, 0, "a", CONSISTENCY_OK);
-    write_op(20, 30, 1, "b", CONSISTENCY_UNKNOWN);
+    write_op(20, 30, 1, "b", CONSISTENCY_UNKNOWN); /* the kill came at 30 */
     read_op(22, 25, 2, "b", false);
     read_op(100, 101, 1, "a", true);
     cr_assert_gt(history_check(), 0);
-    cr_assert_gt(report.violations[CONSISTENCY_CHECK_REAL_TIME], 0);
+    cr_assert_gt(report.violations[CONSISTENCY_CHECK_UNDURABLE_READ], 0);
+    cr_assert_eq(report.violations[CONSISTENCY_CHECK_REAL_TIME], 0);
     cr_assert_eq(report.violations[CONSISTENCY_CHECK_LOST_WRITE], 0);
+}
+
+Test(consistency_history, an_observed_unknown_write_replaced_after_the_crash_is_detected)
+{
+    write_op(0, 10, 0, "a", CONSISTENCY_OK);
+    write_op(20, 30, 1, "b", CONSISTENCY_UNKNOWN); /* the kill came at 30 */
+    read_op(22, 25, 2, "b", false);
+    write_op(50, 60, 1, "c", CONSISTENCY_OK); /* after the restart v2 is made again */
+    read_op(70, 71, 2, "c", true);
+    cr_assert_gt(history_check(), 0);
+    cr_assert_gt(report.violations[CONSISTENCY_CHECK_UNDURABLE_READ], 0);
+    cr_assert_eq(report.violations[CONSISTENCY_CHECK_LOST_UPDATE], 0);
+    cr_assert_eq(report.violations[CONSISTENCY_CHECK_REAL_TIME], 0);
+}
+
+Test(consistency_history, a_412_naming_a_version_the_crash_took_is_an_undurable_read)
+{
+    write_op(0, 10, 0, "a", CONSISTENCY_OK);
+    write_op(20, 30, 1, "b", CONSISTENCY_UNKNOWN); /* the kill came at 30 */
+    write_failed(22, 25, 1, "c", 2);               /* current v2: b's, not durable */
+    write_op(50, 60, 1, "d", CONSISTENCY_OK);      /* after the restart v2 is made again */
+    cr_assert_gt(history_check(), 0);
+    cr_assert_gt(report.violations[CONSISTENCY_CHECK_UNDURABLE_READ], 0);
+    cr_assert_eq(report.violations[CONSISTENCY_CHECK_REAL_TIME], 0);
+}
+
+Test(consistency_history, a_stale_read_of_an_unknown_write_still_in_flight_is_real_time)
+{
+    /* No crash explains it: b's connection was still open when the older read began. */
+    write_op(0, 10, 0, "a", CONSISTENCY_OK);
+    write_op(20, 90, 1, "b", CONSISTENCY_UNKNOWN);
+    read_op(22, 25, 2, "b", false);
+    read_op(30, 35, 1, "a", false);
+    cr_assert_gt(history_check(), 0);
+    cr_assert_gt(report.violations[CONSISTENCY_CHECK_REAL_TIME], 0);
+    cr_assert_eq(report.violations[CONSISTENCY_CHECK_UNDURABLE_READ], 0);
 }
 
 Test(consistency_history, invented_values_and_reads_from_the_future_are_detected)
