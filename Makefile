@@ -44,7 +44,7 @@ fuzz_CFLAGS := $(BASE_CFLAGS) -O1 -g -fsanitize=fuzzer-no-link,address,undefined
 fuzz_LIBS := -fsanitize=fuzzer,address,undefined $(LIBS)
 
 .PHONY: all help deps test test-unit test-asan test-tsan fuzz fuzz-smoke bench run install \
-	clean ringmaster consistency-long
+	clean ringmaster consistency-long scenario
 
 all: deps build/release/ringmaster build/release/libringmaster.a build/release/state-bench \
 	build/release/ringmaster-mock build/release/store-bench build/release/client-bench \
@@ -61,6 +61,7 @@ help:
 	@echo "                 _CLIENTS, _KEYS, _SEED); prints the history's summary"
 	@echo "make fuzz        build the libFuzzer targets; make fuzz-smoke runs each briefly"
 	@echo "make bench       run the peer benchmarks in bench/"
+	@echo "make scenario    the production-failure scenario at 1x..1000x (SCENARIO_SECONDS=180)"
 	@echo "make install     PREFIX=$(PREFIX) DESTDIR=: binary, library, header, pkg-config"
 
 # Installs only what is missing, quietly when everything is present.
@@ -190,6 +191,12 @@ consistency-long: deps build/release/ringmaster build/release/ringmaster-mock \
 bench: all
 	bash bench/http_vs_nginx.sh
 	bash bench/state_vs_redis.sh
+
+# The production-failure scenario at every volume (pilot, 10x, 100x, 1000x); CI runs one
+# minute of 10x with --check.
+SCENARIO_SECONDS ?= 180
+scenario: all
+	bash bench/scenario.sh --seconds $(SCENARIO_SECONDS) --out build/scenario
 
 run: all
 	bash bench/run.sh

@@ -106,7 +106,8 @@ struct openloop_stats {
     uint64_t classes[10];
     uint64_t codes[OPENLOOP_STATUS_CODES];
     struct openloop_histogram total;
-    struct openloop_histogram window; /* this second only: the running p99 */
+    struct openloop_histogram success; /* 2xx answers only: what admitted work waited */
+    struct openloop_histogram window;  /* this second only: the running p99 */
 };
 
 struct openloop_connection {
@@ -599,6 +600,9 @@ static void openloop_finish(struct openloop *run, struct openloop_connection *co
     uint64_t latency_us = (now_ns - connection->intended_ns) / 1000;
     openloop_histogram_add(&run->stats.total, latency_us);
     openloop_histogram_add(&run->stats.window, latency_us);
+    if (connection->status / 100 == 2) {
+        openloop_histogram_add(&run->stats.success, latency_us);
+    }
     run->stats.codes[connection->status]++;
     run->stats.classes[connection->status / 100]++;
     run->stats.completed++;
@@ -786,6 +790,15 @@ static void openloop_print_codes(const struct openloop_stats *stats, bool json)
     }
 }
 
+static void openloop_print_latency(const struct openloop_histogram *histogram, bool json)
+{
+    for (uint32_t i = 0; i < 4; i++) {
+        printf(json ? "\"%s\":%llu," : " %s %llu", openloop_quantile_names[i],
+               (unsigned long long)openloop_percentile(histogram, openloop_quantiles[i]));
+    }
+    printf(json ? "\"max\":%llu" : " max %llu", (unsigned long long)histogram->max_us);
+}
+
 static void openloop_report_text(const struct openloop *run)
 {
     const struct openloop_stats *stats = &run->stats;
@@ -803,13 +816,12 @@ static void openloop_report_text(const struct openloop *run)
            (unsigned long long)stats->classes[3], (unsigned long long)stats->classes[4],
            (unsigned long long)stats->classes[5]);
     openloop_print_codes(stats, false);
-    printf("\nachieved: %.1f req/s\nlatency us (from intended start):",
-           openloop_achieved_rate(run));
-    for (uint32_t i = 0; i < 4; i++) {
-        printf(" %s %llu", openloop_quantile_names[i],
-               (unsigned long long)openloop_percentile(&stats->total, openloop_quantiles[i]));
-    }
-    printf(" max %llu\n", (unsigned long long)stats->total.max_us);
+    printf("\nachieved: %.1f req/s\n", openloop_achieved_rate(run));
+    printf("latency us (from intended start):");
+    openloop_print_latency(&stats->total, false);
+    printf("\nlatency us of 2xx answers:");
+    openloop_print_latency(&stats->success, false);
+    printf("\n");
 }
 
 static void openloop_report_json(const struct openloop *run)
@@ -831,11 +843,10 @@ static void openloop_report_json(const struct openloop *run)
            (unsigned long long)stats->classes[4], (unsigned long long)stats->classes[5]);
     openloop_print_codes(stats, true);
     printf("},\"achieved_rate\":%.1f,\"latency_us\":{", openloop_achieved_rate(run));
-    for (uint32_t i = 0; i < 4; i++) {
-        printf("\"%s\":%llu,", openloop_quantile_names[i],
-               (unsigned long long)openloop_percentile(&stats->total, openloop_quantiles[i]));
-    }
-    printf("\"max\":%llu}}\n", (unsigned long long)stats->total.max_us);
+    openloop_print_latency(&stats->total, true);
+    printf("},\"latency_2xx_us\":{");
+    openloop_print_latency(&stats->success, true);
+    printf("}}\n");
 }
 
 /* ---- setup ---- */

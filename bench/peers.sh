@@ -33,9 +33,15 @@
 # server's: compare server CPU % and client core % in the CSVs before reading a ceiling.
 # Everything else running on the machine shows up as noise; rerun before trusting a ratio.
 #
+# Points and time: full run, open-loop points of 4 s (+1 s drain when saturated) at 5k, 10k,
+# 20k, 40k, 60k, 80k, 100k, 120k req/s (HTTP) and 1k, 2k, 5k, 10k, 20k, 30k, 40k, 60k req/s
+# (gateway), state points of 3 s at 1, 4, 16, 64, 256 connections, wrk and sync runs of 5 s:
+# about 3.5 minutes. --quick: 2 s points at 4 rates each, 1/16/64/256 connections, 3 s wrk
+# and 2 s sync runs: about 1.5 minutes. Every load runs under timeout(1).
+#
 # Usage: bench/peers.sh [--out DIR] [--quick]
 #   --out DIR   output directory (default bench/results; created if missing)
-#   --quick     fewer points and shorter runs: about 1.5 minutes instead of about 4
+#   --quick     fewer points and shorter runs: about 1.5 minutes instead of about 3.5
 # Binaries: RINGMASTER, RINGMASTER_MOCK, OPENLOOP, STATE_BENCH (default build/release/...).
 # Needs nginx, redis-server, redis-cli, wrk, gnuplot, taskset, curl, python3 (make deps).
 set -euo pipefail
@@ -68,7 +74,7 @@ cd "$(dirname "$0")/.."
 for bin in "$engine_bin" "$mock_bin" "$openloop_bin" "$state_bin"; do
     [ -x "$bin" ] || { echo "missing $bin: build first (make all)"; exit 1; }
 done
-for tool in nginx redis-server redis-cli wrk gnuplot taskset timeout curl python3 awk; do
+for tool in nginx redis-server redis-cli wrk gnuplot taskset timeout curl python3 awk pgrep; do
     command -v "$tool" >/dev/null || { echo "$tool missing: make deps"; exit 1; }
 done
 mkdir -p "$out" || { echo "cannot create $out"; exit 1; }
@@ -456,6 +462,28 @@ g_d_sus=$(sustained "$(rows_of "$gp" direct)")
 g_added=$(awk -v a="$g_rm50" -v b="$g_d50" 'BEGIN { d = a - b; printf "%s%.0f us", (d < 0 ? "" : "+"), d }')
 g_added99=$(awk -v a="$g_rm99" -v b="$g_d99" 'BEGIN { d = a - b; printf "%s%.0f us", (d < 0 ? "" : "+"), d }')
 
+# Where each open-loop sweep first fell behind, and which core was full there.
+fell_behind() { # CSV SERIES LABEL
+    local at
+    at=$(awk -F, -v s="$2" 'NR > 1 && $1 == s && ($3 < 0.97 * $2 || $10 > 0) {
+        print $2, $12, $13; exit }' "$1")
+    [ -n "$at" ] || return 0
+    local rate server client why="no core was full: CPU contention or the server's own limits"
+    read -r rate server client <<<"$at"
+    [ "$server" -ge 90 ] && why="the server side was CPU-bound"
+    [ "$client" -ge 95 ] && [ "$server" -lt 90 ] &&
+        why="CPU $client_cpu, the load generator's, was full (with whatever else ran there): a client-side ceiling"
+    note "$3 first fell behind at $(fmt_rate "$rate") req/s offered (server CPU $server%," \
+         "load generator core $client%): $why"
+}
+fell_behind "$hp" ringmaster "HTTP Ringmaster"
+fell_behind "$hp" nginx "HTTP nginx"
+fell_behind "$gp" ringmaster "gateway through the engine (engine + mock CPU)"
+fell_behind "$gp" direct "gateway direct (mock CPU)"
+awk -v l="${load_before%% *}" -v n="$(nproc)" 'BEGIN { exit !(l > n / 2) }' &&
+    note "the load average was ${load_before%% *} before the run on $(nproc) CPUs: other work shared" \
+         "these cores, so latency tails and ceilings are noisier than usual"
+
 elapsed=$(($(date +%s) - started_at))
 {
     echo "| what | Ringmaster | peer | ratio |"
@@ -486,14 +514,16 @@ elapsed=$(($(date +%s) - started_at))
 
 # ---- the plots ----
 if gnuplot -e 'set terminal' 2>&1 | grep -q pngcairo; then
-    terminal='pngcairo size 1000,640 font "sans,11"'
+    terminal='pngcairo size 1100,720 font "sans,11"'
 else
-    terminal='png size 1000,640'
+    terminal='png size 1100,720'
 fi
 # tics "LABEL" VALUE, ... for gnuplot: one per offered rate, 5000 as "5k".
 tics() { awk '{ for (i = 1; i <= NF; i++) printf "%s\"%gk\" %s", (i > 1 ? ", " : ""), $i / 1000, $i }' <<<"$1"; }
 http_tics=$(tics "$http_rates")
 gw_tics=$(tics "$gw_rates")
+# span RATES: an x range a little wider than the rates on a log axis.
+span() { awk '{ printf "[%g:%g]", $1 / 1.4, $NF * 1.4 }' <<<"$1"; }
 cat >"$out/peers.gp" <<GP
 # Re-plot: cd to this directory, then gnuplot peers.gp (written by bench/peers.sh).
 set terminal $terminal
@@ -501,28 +531,32 @@ set datafile separator ","
 set logscale y
 set format y "%g"
 set grid xtics ytics mytics lc rgb "#dddddd"
-set key top left box opaque
-set ylabel "latency (ms, log scale)"
+set key below vertical maxrows 2 width -1
+set ylabel "latency (ms, log scale): p99 solid, p50 dashed"
 sat(off, got, to) = got < 0.97 * off || to > 0
+set label 1 "circled: saturated (achieved < 97% of offered, or timeouts;\nthen p99 counts completed requests only)" at graph 0.02, graph 0.95 font ",10"
 # 1. HTTP
 set output "http_latency.png"
-set title "HTTP GET /healthz, open loop (openloop on CPU 1): Ringmaster (1 thread) vs nginx (1 worker), both on CPU 0"
-set xlabel "offered load (requests/s)"
+set title "HTTP GET /healthz: Ringmaster (1 thread) vs nginx (1 worker), open-loop sweep\nservers on CPU $server_cpu, openloop on CPU $client_cpu, ${point_s} s per point; latency from each request's intended start"
+set xlabel "offered load (requests/s, log scale)"
 set logscale x
+set xrange $(span "$http_rates")
 set xtics ($http_tics)
 plot "http_points.csv" skip 1 using 2:(strcol(1) eq "ringmaster" ? \$6/1000 : NaN) with linespoints lw 2 pt 7 lc rgb "#1f77b4" title "Ringmaster p99", \
      "" skip 1 using 2:(strcol(1) eq "nginx" ? \$6/1000 : NaN) with linespoints lw 2 pt 5 lc rgb "#d62728" title "nginx p99", \
      "" skip 1 using 2:(strcol(1) eq "ringmaster" ? \$4/1000 : NaN) with linespoints lw 1 dt 2 pt 6 lc rgb "#1f77b4" title "Ringmaster p50", \
      "" skip 1 using 2:(strcol(1) eq "nginx" ? \$4/1000 : NaN) with linespoints lw 1 dt 2 pt 4 lc rgb "#d62728" title "nginx p50", \
-     "" skip 1 using 2:(sat(\$2, \$3, \$10) ? \$6/1000 : NaN) with points pt 6 ps 3 lw 2 lc rgb "black" title "saturated (achieved < 97% or timeouts)"
+     "" skip 1 using 2:(sat(\$2, \$3, \$10) ? \$6/1000 : NaN) with points pt 6 ps 3 lw 2 lc rgb "black" notitle
 # 2. State
 set output "state_latency.png"
-set title "State CAS, closed loop (state-bench on CPU 1, labels: connections): Ringmaster async vs Redis 7 Lua CAS, everysec"
+set title "State compare-and-swap: Ringmaster PUT If-Match (durability async) vs Redis 7 Lua CAS (appendfsync everysec)\nclosed loop, state-bench on CPU $client_cpu, server on CPU $server_cpu, ${state_s} s per point; point labels: connections"
 set xlabel "achieved throughput (CAS operations/s)"
 unset logscale x
 set xtics autofreq
 set format x "%.0s%c"
 set xrange [0:*]
+set offsets 0, graph 0.06, 0, 0
+unset label 1
 plot "state_points.csv" skip 1 using 4:(strcol(1) eq "ringmaster" && strcol(2) eq "async" ? \$6/1000 : NaN) with linespoints lw 2 pt 7 lc rgb "#1f77b4" title "Ringmaster p99 (PUT If-Match)", \
      "" skip 1 using 4:(strcol(1) eq "redis" && strcol(2) eq "everysec" ? \$6/1000 : NaN) with linespoints lw 2 pt 5 lc rgb "#d62728" title "Redis p99 (EVALSHA)", \
      "" skip 1 using 4:(strcol(1) eq "ringmaster" && strcol(2) eq "async" ? \$5/1000 : NaN) with linespoints lw 1 dt 2 pt 6 lc rgb "#1f77b4" title "Ringmaster p50", \
@@ -530,17 +564,19 @@ plot "state_points.csv" skip 1 using 4:(strcol(1) eq "ringmaster" && strcol(2) e
      "" skip 1 using 4:(strcol(2) eq "async" || strcol(2) eq "everysec" ? \$6/1000 : NaN):(sprintf("%d", \$3)) with labels offset char 1.2,0.6 font ",9" notitle
 # 3. Gateway
 set output "gateway_latency.png"
-set title "POST /v1/chat/completions, open loop (openloop on CPU 1): through the engine to the mock vs the mock directly (CPU 0)"
-set xlabel "offered load (requests/s)"
+set title "POST /v1/chat/completions: through the engine to ringmaster-mock vs the mock directly, open-loop sweep\nengine and mock on CPU $server_cpu, openloop on CPU $client_cpu, ${point_s} s per point; latency from each request's intended start"
+set xlabel "offered load (requests/s, log scale)"
 set logscale x
 set format x "%g"
-set xrange [*:*]
+unset offsets
+set label 1 "circled: saturated (achieved < 97% of offered, or timeouts;\nthen p99 counts completed requests only)" at graph 0.02, graph 0.95 font ",10"
+set xrange $(span "$gw_rates")
 set xtics ($gw_tics)
 plot "gateway_points.csv" skip 1 using 2:(strcol(1) eq "ringmaster" ? \$6/1000 : NaN) with linespoints lw 2 pt 7 lc rgb "#1f77b4" title "engine -> mock p99", \
      "" skip 1 using 2:(strcol(1) eq "direct" ? \$6/1000 : NaN) with linespoints lw 2 pt 5 lc rgb "#d62728" title "mock directly p99", \
      "" skip 1 using 2:(strcol(1) eq "ringmaster" ? \$4/1000 : NaN) with linespoints lw 1 dt 2 pt 6 lc rgb "#1f77b4" title "engine -> mock p50", \
      "" skip 1 using 2:(strcol(1) eq "direct" ? \$4/1000 : NaN) with linespoints lw 1 dt 2 pt 4 lc rgb "#d62728" title "mock directly p50", \
-     "" skip 1 using 2:(sat(\$2, \$3, \$10) ? \$6/1000 : NaN) with points pt 6 ps 3 lw 2 lc rgb "black" title "saturated (achieved < 97% or timeouts)"
+     "" skip 1 using 2:(sat(\$2, \$3, \$10) ? \$6/1000 : NaN) with points pt 6 ps 3 lw 2 lc rgb "black" notitle
 GP
 (cd "$out" && gnuplot peers.gp) || { echo "gnuplot failed (script: $out/peers.gp)"; exit 1; }
 

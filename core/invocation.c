@@ -277,16 +277,28 @@ static void invocation_session_drop(struct invocation_core *core,
     rm_free(session);
 }
 
-static void invocation_list_push(struct invocation_list *list, struct invocation *invocation)
+/* In admission order: a session's next invocation, made ready when the one before it ends,
+ * goes where its arrival puts it instead of behind everything admitted since (which would
+ * make it wait the whole queue once more for each invocation ahead of it in its session).
+ * The walk is from the tail, so a new admission costs O(1). */
+static void invocation_list_insert(struct invocation_list *list, struct invocation *invocation)
 {
-    invocation->next = NULL;
-    invocation->previous = list->tail;
-    if (list->tail != NULL) {
-        list->tail->next = invocation;
+    struct invocation *after = list->tail;
+    while (after != NULL && after->admitted > invocation->admitted) {
+        after = after->previous;
+    }
+    invocation->previous = after;
+    invocation->next = after != NULL ? after->next : list->head;
+    if (invocation->next != NULL) {
+        invocation->next->previous = invocation;
+    } else {
+        list->tail = invocation;
+    }
+    if (after != NULL) {
+        after->next = invocation;
     } else {
         list->head = invocation;
     }
-    list->tail = invocation;
     list->count++;
 }
 
@@ -314,7 +326,7 @@ static void invocation_make_ready(struct invocation_core *core, struct invocatio
 {
     RM_ASSERT(!invocation->ready_listed);
     invocation->ready_listed = true;
-    invocation_list_push(&core->ready[invocation->agent], invocation);
+    invocation_list_insert(&core->ready[invocation->agent], invocation);
 }
 
 void invocation_admit(struct invocation_core *core, struct invocation *invocation)
@@ -323,6 +335,7 @@ void invocation_admit(struct invocation_core *core, struct invocation *invocatio
     size_t bucket = invocation_bucket(invocation->id);
     invocation->hash_next = core->table[bucket];
     core->table[bucket] = invocation;
+    invocation->admitted = ++core->admissions;
     ck_pr_inc_32(&runtime->agents[invocation->agent].queued);
     ck_pr_inc_32(&runtime->total);
     metrics_add(runtime->metrics, core->core,
@@ -403,9 +416,21 @@ static bool invocation_order_post(struct invocation_core *core, struct invocatio
     return reactor_post(core->reactor, order->origin, &message) == 0;
 }
 
+/* Gives back the order's place in the queue: the invocation is admitted (and counts in
+ * `queued`) or the order was refused. */
+static void invocation_order_unreserve(struct invocation_core *core,
+                                       struct invocation_order *order)
+{
+    if (order->reserved) {
+        order->reserved = false;
+        ck_pr_dec_32(&core->runtime->agents[order->agent].creating);
+    }
+}
+
 void invocation_answer(struct invocation_core *core, struct invocation_order *order, int status,
                        json_t *body)
 {
+    invocation_order_unreserve(core, order);
     order->status = status;
     order->body = body != NULL ? json_dumps(body, JSON_COMPACT) : NULL;
     order->body_length = order->body != NULL ? strlen(order->body) : 0;
@@ -704,6 +729,7 @@ static void invocation_created(struct invocation_core *core, struct invocation *
                                                      true);
     }
     invocation_admit(core, invocation);
+    invocation_order_unreserve(core, order);
     if (order->wait_ms > 0) {
         invocation_wait(core, invocation, order);
     } else {
@@ -840,7 +866,8 @@ static void invocation_order_create(struct invocation_core *core, struct invocat
     struct invocation_runtime *runtime = core->runtime;
     const struct config_agent *agent = &runtime->config->agents[order->agent];
     struct invocation_agent_shared *shared = &runtime->agents[order->agent];
-    uint32_t queued = ck_pr_load_32(&shared->queued);
+    uint32_t queued = ck_pr_load_32(&shared->queued) + ck_pr_faa_32(&shared->creating, 1);
+    order->reserved = true;
     if (queued >= agent->max_queue) {
         metrics_add(runtime->metrics, core->core,
                     runtime->agent_metrics[order->agent].rejected_queue, 1);

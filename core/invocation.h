@@ -64,6 +64,7 @@ struct invocation_order {
     size_t body_length;
     uint32_t retry_after_s;    /* 429 and 503 */
     /* Runtime-private. */
+    bool reserved;     /* CREATE: holds a place in its agent's queue until admitted */
     void *waiting_for; /* the invocation a waiting order waits for */
     struct invocation_order *waiter_next; /* that invocation's other waiters */
     uint64_t deadline_ns;

@@ -65,6 +65,7 @@ struct invocation {
     char *error;
     char *idempotency;
     uint64_t created_ms; /* unix time */
+    uint64_t admitted;   /* its core's admission count: the ready lists' order */
     uint64_t started_ms;
     uint64_t finished_ms;
     uint64_t tokens;
@@ -86,6 +87,8 @@ struct invocation {
 struct invocation_agent_shared {
     uint32_t running;
     uint32_t queued;
+    uint32_t creating; /* admitted orders whose record is not yet written: max_queue counts
+                          them, so a slow journal cannot let the queue overshoot */
     uint64_t finished;
     uint64_t finished_per_second; /* measured by core 0 */
     uint64_t finished_mark;
@@ -136,6 +139,7 @@ struct invocation_core {
     struct invocation_order *outbox;  /* answers whose message found the ring full */
     struct invocation *journal_retry; /* record writes the store refused for now (-EAGAIN) */
     uint32_t agent_cursor;
+    uint64_t admissions;
     uint32_t active;    /* invocations running or with a record write in flight */
     uint32_t writes;    /* store writes in flight */
     bool recovered;
