@@ -24,10 +24,11 @@
 # state_latency.png, gateway_latency.png (p99 solid, p50 dashed, log-scale ms), the points
 # as http_points.csv, state_points.csv, gateway_points.csv, closed_loop.csv, and peers.gp
 # (re-plot with: cd DIR && gnuplot peers.gp). Server CPU % is the server processes' own CPU
-# time over the point's wall time; client core % is how busy CPU 1 was (all processes).
+# time over the point's wall time; server/client core % is how busy CPU 0/1 was (all
+# processes, this benchmark's and any other work's).
 #
 # Reading the figures: "sustained" is the highest offered rate whose achieved rate is >= 97%
-# of it with no timeouts and only 2xx answers. Past saturation the p99 counts completed
+# of it with no timeouts and only 2xx answers, every lower rate having held too. Past saturation the p99 counts completed
 # requests only (timeouts, flagged in the CSV, never complete); such points are circled in
 # the plots. On a 2-core machine the load generator's core is often the limit, not the
 # server's: compare server CPU % and client core % in the CSVs before reading a ceiling.
@@ -35,13 +36,14 @@
 #
 # Points and time: full run, open-loop points of 4 s (+1 s drain when saturated) at 5k, 10k,
 # 20k, 40k, 60k, 80k, 100k, 120k req/s (HTTP) and 1k, 2k, 5k, 10k, 20k, 30k, 40k, 60k req/s
-# (gateway), state points of 3 s at 1, 4, 16, 64, 256 connections, wrk and sync runs of 5 s:
-# about 3.5 minutes. --quick: 2 s points at 4 rates each, 1/16/64/256 connections, 3 s wrk
-# and 2 s sync runs: about 1.5 minutes. Every load runs under timeout(1).
+# (gateway), state points of 3 s at 1, 4, 16, 64, 256 connections, sync runs of 5 s, and 3
+# interleaved wrk runs of 3 s per side: about 4 minutes. --quick: 2 s points at 4 rates
+# each, 1/16/64/256 connections, 2 s sync and wrk runs: about 1.5 minutes. Every load runs
+# under timeout(1).
 #
 # Usage: bench/peers.sh [--out DIR] [--quick]
 #   --out DIR   output directory (default bench/results; created if missing)
-#   --quick     fewer points and shorter runs: about 1.5 minutes instead of about 3.5
+#   --quick     fewer points and shorter runs: about 1.5 minutes instead of about 4
 # Binaries: RINGMASTER, RINGMASTER_MOCK, OPENLOOP, STATE_BENCH (default build/release/...).
 # Needs nginx, redis-server, redis-cli, wrk, gnuplot, taskset, curl, python3 (make deps).
 set -euo pipefail
@@ -83,17 +85,18 @@ source bench/common.sh
     echo "warning: one CPU only, servers and load generators share it" >&2
 
 if [ "$quick" = 1 ]; then
-    point_s=2 wrk_s=3 state_s=2 sync_s=2
+    point_s=2 wrk_s=2 state_s=2 sync_s=2
     http_rates="10000 40000 80000 120000"
     state_conns="1 16 64 256"
     gw_rates="1000 5000 20000 40000"
 else
-    point_s=4 wrk_s=5 state_s=3 sync_s=5
+    point_s=4 wrk_s=3 state_s=3 sync_s=5
     http_rates="5000 10000 20000 40000 60000 80000 100000 120000"
     state_conns="1 4 16 64 256"
     gw_rates="1000 2000 5000 10000 20000 30000 40000 60000"
 fi
 drain_s=1
+wrk_rounds=3 # closed-loop runs per side, interleaved; the table takes their medians
 http_mid=40000 # the rate the table quotes HTTP open-loop latency at (in both sweeps)
 ticks=$(getconf CLK_TCK)
 notes=()
@@ -112,23 +115,27 @@ pid_ticks() {
     done
     echo "$total"
 }
-# core_ticks: "busy total" ticks of the client CPU so far (all processes on it).
+# core_ticks: "busy total" ticks so far of the server CPU and of the client CPU (all
+# processes on each).
 core_ticks() {
-    awk -v c="cpu$client_cpu" '$1 == c { t = 0; for (i = 2; i <= NF; i++) t += $i;
-        print t - $5 - $6, t }' /proc/stat
+    awk -v a="cpu$server_cpu" -v b="cpu$client_cpu" '$1 == a || $1 == b { t = 0;
+        for (i = 2; i <= NF; i++) t += $i; v[$1] = (t - $5 - $6) " " t }
+        END { print v[a], v[b] }' /proc/stat
 }
 now() { date +%s.%N; }
 # cpu_pct TICKS_BEFORE TICKS_AFTER START END: a process set's CPU % over the wall time.
 cpu_pct() { awk -v a="$1" -v b="$2" -v s="$3" -v e="$4" -v k="$ticks" \
     'BEGIN { printf "%.0f", 100 * (b - a) / k / (e - s) }'; }
-core_pct() { # "busy total" before, after
+# core_pct BEFORE AFTER: "server_core_pct,client_core_pct" from two core_ticks.
+core_pct() {
     awk -v a="$1" -v b="$2" 'BEGIN { split(a, x, " "); split(b, y, " ");
-        d = y[2] - x[2]; printf "%.0f", (d > 0 ? 100 * (y[1] - x[1]) / d : 0) }'
+        for (i = 1; i <= 3; i += 2) { d = y[i + 1] - x[i + 1];
+            printf "%s%.0f", (i > 1 ? "," : ""), (d > 0 ? 100 * (y[i] - x[i]) / d : 0) } }'
 }
 
 # ol_point SERIES RATE URL "PIDS" [openloop options]: one open-loop point; appends to
 # $work/SERIES.rows: offered,achieved,p50,p90,p99,p999,max,completed,timeouts,non2xx,
-# server_cpu_pct,client_core_pct (latencies in us).
+# server_cpu_pct,server_core_pct,client_core_pct (latencies in us).
 ol_point() {
     local series=$1 rate=$2 url=$3 procs
     read -r -a procs <<<"$4"
@@ -148,7 +155,7 @@ l = r["latency_us"]
 non2xx = r["completed"] - r["classes"]["2xx"] + r["connect_errors"] + r["malformed"]
 print(",".join(str(v) for v in [int(r["rate"]), r["achieved_rate"], l["p50"], l["p90"],
       l["p99"], l["p99.9"], l["max"], r["completed"], r["timeouts"], non2xx,
-      sys.argv[2], sys.argv[3]]))
+      sys.argv[2]]) + "," + sys.argv[3])
 PY
     local row; row=$(tail -n 1 "$work/$series.rows")
     printf '  %-22s %7s req/s offered: achieved %s, p50 %s us, p99 %s us, timeouts %s, non-2xx %s, server CPU %s%%\n' \
@@ -167,17 +174,18 @@ to_us() {
         if (f == 0) { exit 1 } printf "%.0f", n * f }'
 }
 
-# wrk_point PAIR SIDE URL CONNECTIONS "PIDS" [wrk options]: one closed-loop wrk run; appends
-# pair,side,connections,seconds,req_per_s,p50_us,p99_us,server_cpu_pct to closed_loop rows.
+# wrk_point PAIR SIDE ROUND URL CONNECTIONS "PIDS" [wrk options]: one closed-loop wrk run;
+# appends pair,side,round,connections,seconds,req_per_s,p50_us,p99_us,server_cpu_pct,
+# server_core_pct,client_core_pct to the closed-loop rows.
 wrk_point() {
-    local pair=$1 side=$2 url=$3 connections=$4 procs
-    read -r -a procs <<<"$5"
-    shift 5
-    local file="$work/wrk-$pair-$side.out" t0 t1 s e
-    t0=$(pid_ticks "${procs[@]}"); s=$(now)
+    local pair=$1 side=$2 round=$3 url=$4 connections=$5 procs
+    read -r -a procs <<<"$6"
+    shift 6
+    local file="$work/wrk-$pair-$side-$round.out" t0 t1 c0 c1 s e
+    t0=$(pid_ticks "${procs[@]}"); c0=$(core_ticks); s=$(now)
     taskset -c "$client_cpu" timeout $((wrk_s + 15)) wrk -t1 -c"$connections" -d"${wrk_s}s" \
         --latency "$@" "$url" >"$file" 2>&1 || { echo "wrk failed ($pair $side):"; cat "$file"; exit 1; }
-    e=$(now); t1=$(pid_ticks "${procs[@]}")
+    e=$(now); c1=$(core_ticks); t1=$(pid_ticks "${procs[@]}")
     ! grep -q "Non-2xx\|Socket errors" "$file" ||
         note "wrk $pair $side: $(grep "Non-2xx\|Socket errors" "$file" | tr -s ' ' | tr '\n' ' ')"
     local rps p50 p99
@@ -185,10 +193,10 @@ wrk_point() {
     p50=$(to_us "$(awk '$1 == "50%" { print $2 }' "$file")") || p50=0
     p99=$(to_us "$(awk '$1 == "99%" { print $2 }' "$file")") || p99=0
     [ -n "$rps" ] || { echo "wrk printed no rate ($pair $side):"; cat "$file"; exit 1; }
-    echo "$pair,$side,$connections,$wrk_s,$rps,$p50,$p99,$(cpu_pct "$t0" "$t1" "$s" "$e")" \
+    echo "$pair,$side,$round,$connections,$wrk_s,$rps,$p50,$p99,$(cpu_pct "$t0" "$t1" "$s" "$e"),$(core_pct "$c0" "$c1")" \
         >>"$work/closed_loop.rows"
-    printf '  wrk %-8s %-10s -c%-4s %s req/s, p50 %s us, p99 %s us\n' "$pair" "$side" \
-        "$connections" "$rps" "$p50" "$p99" >&2
+    printf '  wrk %-8s %-10s round %s -c%-4s %s req/s, p50 %s us, p99 %s us\n' "$pair" "$side" \
+        "$round" "$connections" "$rps" "$p50" "$p99" >&2
 }
 
 stop() { kill "$1" 2>/dev/null || true; wait "$1" 2>/dev/null || true; }
@@ -245,8 +253,10 @@ for rate in $http_rates; do
     ol_point http_ringmaster "$rate" "http://127.0.0.1:$rm_port/healthz" "$rm_pid"
     ol_point http_nginx "$rate" "http://127.0.0.1:$nginx_port/healthz" "$nginx_procs"
 done
-wrk_point http ringmaster "http://127.0.0.1:$rm_port/healthz" 100 "$rm_pid"
-wrk_point http nginx "http://127.0.0.1:$nginx_port/healthz" 100 "$nginx_procs"
+for round in $(seq 1 "$wrk_rounds"); do
+    wrk_point http ringmaster "$round" "http://127.0.0.1:$rm_port/healthz" 100 "$rm_pid"
+    wrk_point http nginx "$round" "http://127.0.0.1:$nginx_port/healthz" 100 "$nginx_procs"
+done
 stop "$rm_pid"
 stop "$nginx_pid"
 
@@ -290,7 +300,7 @@ start_redis() { # appendfsync
     redis_sha=$(timeout 5 redis-cli -p "$server_port" SCRIPT LOAD "$cas_lua")
 }
 # state_point SERIES DURABILITY CONNECTIONS SECONDS: a fresh server, one state-bench run;
-# appends connections,ops_per_s,p50,p99,p999,errors,server_cpu_pct,client_core_pct.
+# appends connections,ops_per_s,p50,p99,p999,errors,server_cpu_pct,server_core_pct,client_core_pct.
 state_point() {
     local series=$1 durability=$2 connections=$3 seconds=$4 protocol sha=""
     case $series in
@@ -374,16 +384,18 @@ for rate in $gw_rates; do
     ol_point gw_direct "$rate" "http://127.0.0.1:$mock_port/v1/chat/completions" \
         "$mock_pid" "${post[@]}"
 done
-wrk_point gateway ringmaster "http://127.0.0.1:$engine_port/v1/chat/completions" 64 \
-    "$engine_pid $mock_pid" -s "$work/post.lua"
-wrk_point gateway direct "http://127.0.0.1:$mock_port/v1/chat/completions" 64 \
-    "$mock_pid" -s "$work/post.lua"
+for round in $(seq 1 "$wrk_rounds"); do
+    wrk_point gateway ringmaster "$round" "http://127.0.0.1:$engine_port/v1/chat/completions" \
+        64 "$engine_pid $mock_pid" -s "$work/post.lua"
+    wrk_point gateway direct "$round" "http://127.0.0.1:$mock_port/v1/chat/completions" 64 \
+        "$mock_pid" -s "$work/post.lua"
+done
 stop "$engine_pid"
 stop "$mock_pid"
 load_after=$(cut -d' ' -f1-3 /proc/loadavg)
 
 # ---- the CSV files ----
-ol_header="offered_rps,achieved_rps,p50_us,p90_us,p99_us,p999_us,max_us,completed,timeouts,non2xx,server_cpu_pct,client_core_pct"
+ol_header="offered_rps,achieved_rps,p50_us,p90_us,p99_us,p999_us,max_us,completed,timeouts,non2xx,server_cpu_pct,server_core_pct,client_core_pct"
 {
     echo "server,$ol_header"
     sed 's/^/ringmaster,/' "$work/http_ringmaster.rows"
@@ -395,23 +407,24 @@ ol_header="offered_rps,achieved_rps,p50_us,p90_us,p99_us,p999_us,max_us,complete
     sed 's/^/direct,/' "$work/gw_direct.rows"
 } >"$out/gateway_points.csv"
 {
-    echo "system,durability,connections,ops_per_s,p50_us,p99_us,p999_us,errors,server_cpu_pct,client_core_pct"
+    echo "system,durability,connections,ops_per_s,p50_us,p99_us,p999_us,errors,server_cpu_pct,server_core_pct,client_core_pct"
     sed 's/^/ringmaster,async,/' "$work/state_ringmaster_async.rows"
     sed 's/^/redis,everysec,/' "$work/state_redis_everysec.rows"
     sed 's/^/ringmaster,sync,/' "$work/state_ringmaster_sync.rows"
     sed 's/^/redis,always,/' "$work/state_redis_always.rows"
 } >"$out/state_points.csv"
 {
-    echo "pair,side,connections,seconds,req_per_s,p50_us,p99_us,server_cpu_pct"
+    echo "pair,side,round,connections,seconds,req_per_s,p50_us,p99_us,server_cpu_pct,server_core_pct,client_core_pct"
     cat "$work/closed_loop.rows"
 } >"$out/closed_loop.csv"
 
 # ---- the table ----
-# sustained ROWS: the highest offered rate held (achieved >= 97%, no timeouts, all 2xx);
-# "> MAX" style when the top rate held too, "< MIN" when none did.
+# sustained ROWS: the highest offered rate held (achieved >= 97%, no timeouts, all 2xx) with
+# every lower rate held too (a noisy later point does not count); ">=MAX" when every rate
+# held, "<MIN" when the lowest did not.
 sustained() {
-    awk -F, 'BEGIN { best = -1 } { if (NR == 1) first = $1
-        held = $2 >= 0.97 * $1 && $9 == 0 && $10 == 0; if (held && $1 > best) best = $1 }
+    awk -F, 'BEGIN { best = -1; held = 1 } NR == 1 { first = $1 }
+        held { held = $2 >= 0.97 * $1 && $9 == 0 && $10 == 0; if (held) best = $1 }
         END { if (best < 0) print "<" first; else if (held) print ">=" best; else print best }' "$1"
 }
 fmt_rate() { awk -v v="$1" 'BEGIN { p = v; sub(/[0-9.]+$/, "", p); n = substr(v, length(p) + 1) + 0;
@@ -433,10 +446,20 @@ at_rate() { awk -F, -v s="$2" -v r="$3" -v c="$4" 'NR > 1 && $1 == s && $2 == r 
 st() { awk -F, -v s="$2" -v d="$3" -v n="$4" -v c="$5" \
     'NR > 1 && $1 == s && $2 == d && $3 == n { print $c; exit }' "$1"; }
 
-h_rm_rps=$(awk -F, '$1 == "http" && $2 == "ringmaster" { print $5 }' "$cl")
-h_ng_rps=$(awk -F, '$1 == "http" && $2 == "nginx" { print $5 }' "$cl")
-h_rm_p99=$(awk -F, '$1 == "http" && $2 == "ringmaster" { print $7 }' "$cl")
-h_ng_p99=$(awk -F, '$1 == "http" && $2 == "nginx" { print $7 }' "$cl")
+# median_of PAIR SIDE COLUMN: the median over the closed-loop rounds.
+median_of() {
+    awk -F, -v p="$1" -v s="$2" -v c="$3" '$1 == p && $2 == s { print $c }' "$cl" | sort -g |
+        awk '{ v[NR] = $1 } END { if (NR) print NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+}
+# range_of PAIR SIDE: "min-max" req/s over the rounds.
+range_of() {
+    awk -F, -v p="$1" -v s="$2" '$1 == p && $2 == s { if (n++ == 0 || $6 < lo) lo = $6; if ($6 > hi) hi = $6 }
+        END { print lo, hi }' "$cl" | { read -r lo hi; echo "$(fmt_rate "$lo")-$(fmt_rate "$hi")"; }
+}
+h_rm_rps=$(median_of http ringmaster 6)
+h_ng_rps=$(median_of http nginx 6)
+h_rm_p99=$(median_of http ringmaster 8)
+h_ng_p99=$(median_of http nginx 8)
 h_rm_sus=$(sustained "$(rows_of "$hp" ringmaster)")
 h_ng_sus=$(sustained "$(rows_of "$hp" nginx)")
 h_rm_mid=$(at_rate "$hp" ringmaster "$http_mid" 6)
@@ -455,8 +478,8 @@ s_rd_max=$(awk -F, 'NR > 1 && $1 == "redis" && $2 == "everysec" && $4 > m { m = 
 g_low=${gw_rates%% *}
 g_rm50=$(at_rate "$gp" ringmaster "$g_low" 4); g_d50=$(at_rate "$gp" direct "$g_low" 4)
 g_rm99=$(at_rate "$gp" ringmaster "$g_low" 6); g_d99=$(at_rate "$gp" direct "$g_low" 6)
-g_rm_rps=$(awk -F, '$1 == "gateway" && $2 == "ringmaster" { print $5 }' "$cl")
-g_d_rps=$(awk -F, '$1 == "gateway" && $2 == "direct" { print $5 }' "$cl")
+g_rm_rps=$(median_of gateway ringmaster 6)
+g_d_rps=$(median_of gateway direct 6)
 g_rm_sus=$(sustained "$(rows_of "$gp" ringmaster)")
 g_d_sus=$(sustained "$(rows_of "$gp" direct)")
 g_added=$(awk -v a="$g_rm50" -v b="$g_d50" 'BEGIN { d = a - b; printf "%s%.0f us", (d < 0 ? "" : "+"), d }')
@@ -466,15 +489,16 @@ g_added99=$(awk -v a="$g_rm99" -v b="$g_d99" 'BEGIN { d = a - b; printf "%s%.0f 
 fell_behind() { # CSV SERIES LABEL
     local at
     at=$(awk -F, -v s="$2" 'NR > 1 && $1 == s && ($3 < 0.97 * $2 || $10 > 0) {
-        print $2, $12, $13; exit }' "$1")
+        print $2, $12, $13, $14; exit }' "$1")
     [ -n "$at" ] || return 0
-    local rate server client why="no core was full: CPU contention or the server's own limits"
-    read -r rate server client <<<"$at"
-    [ "$server" -ge 90 ] && why="the server side was CPU-bound"
-    [ "$client" -ge 95 ] && [ "$server" -lt 90 ] &&
-        why="CPU $client_cpu, the load generator's, was full (with whatever else ran there): a client-side ceiling"
-    note "$3 first fell behind at $(fmt_rate "$rate") req/s offered (server CPU $server%," \
-         "load generator core $client%): $why"
+    local rate server core client why="no core was full: the server's own limits?"
+    read -r rate server core client <<<"$at"
+    if [ "$server" -ge 90 ]; then why="the server processes were CPU-bound"
+    elif [ "$core" -ge 95 ]; then why="CPU $server_cpu was full, partly with other work: contention"
+    elif [ "$client" -ge 95 ]; then why="CPU $client_cpu (the load generator's) was full: a client-side ceiling"
+    fi
+    note "$3 first fell behind at $(fmt_rate "$rate") req/s offered (server processes $server%" \
+         "of a core, CPU $server_cpu busy $core%, CPU $client_cpu busy $client%): $why"
 }
 fell_behind "$hp" ringmaster "HTTP Ringmaster"
 fell_behind "$hp" nginx "HTTP nginx"
@@ -488,7 +512,7 @@ elapsed=$(($(date +%s) - started_at))
 {
     echo "| what | Ringmaster | peer | ratio |"
     echo "|---|---|---|---|"
-    echo "| HTTP GET /healthz, closed loop, wrk -c100, ${wrk_s}s | $(fmt_rate "$h_rm_rps") req/s, p99 $(fmt_us "$h_rm_p99") | nginx $(fmt_rate "$h_ng_rps") req/s, p99 $(fmt_us "$h_ng_p99") | $(ratio "$h_rm_rps" "$h_ng_rps") req/s, p99 $(ratio "$h_rm_p99" "$h_ng_p99") |"
+    echo "| HTTP GET /healthz, closed loop, wrk -c100, median of $wrk_rounds interleaved ${wrk_s}s runs (range) | $(fmt_rate "$h_rm_rps") req/s ($(range_of http ringmaster)), p99 $(fmt_us "$h_rm_p99") | nginx $(fmt_rate "$h_ng_rps") req/s ($(range_of http nginx)), p99 $(fmt_us "$h_ng_p99") | $(ratio "$h_rm_rps" "$h_ng_rps") req/s, p99 $(ratio "$h_rm_p99" "$h_ng_p99") |"
     echo "| HTTP open loop, highest offered rate sustained (sweep $(fmt_rate "${http_rates%% *}")-$(fmt_rate "${http_rates##* }")) | $(fmt_rate "$h_rm_sus") req/s | nginx $(fmt_rate "$h_ng_sus") req/s | $(sus_ratio "$h_rm_sus" "$h_ng_sus") |"
     echo "| HTTP open loop at $(fmt_rate "$http_mid") req/s: p50 / p99 | $(fmt_us "$h_rm_mid50") / $(fmt_us "$h_rm_mid") | nginx $(fmt_us "$h_ng_mid50") / $(fmt_us "$h_ng_mid") | p99 $(ratio "$h_rm_mid" "$h_ng_mid") (lower is better) |"
     echo "| state CAS, 64 connections, async vs appendfsync everysec | $(fmt_rate "$s_rm") ops/s, p99 $(fmt_us "$s_rm99") | Redis $(fmt_rate "$s_rd") ops/s, p99 $(fmt_us "$s_rd99") | $(ratio "$s_rm" "$s_rd") ops/s, p99 $(ratio "$s_rm99" "$s_rd99") |"
@@ -496,7 +520,7 @@ elapsed=$(($(date +%s) - started_at))
     echo "| state CAS, 1 connection: p99 | $(fmt_us "$s_rm1") | Redis $(fmt_us "$s_rd1") | $(ratio "$s_rm1" "$s_rd1") (lower is better) |"
     echo "| state CAS, 64 connections, sync vs appendfsync always | $(fmt_rate "$s_rms") ops/s, p99 $(fmt_us "$s_rms99") | Redis $(fmt_rate "$s_rds") ops/s, p99 $(fmt_us "$s_rds99") | $(ratio "$s_rms" "$s_rds") ops/s, p99 $(ratio "$s_rms99" "$s_rds99") |"
     echo "| gateway (engine -> mock) vs mock directly, open loop at $(fmt_rate "$g_low") req/s: p50 / p99 | $(fmt_us "$g_rm50") / $(fmt_us "$g_rm99") | direct $(fmt_us "$g_d50") / $(fmt_us "$g_d99") | added p50 $g_added, p99 $g_added99 |"
-    echo "| gateway, closed loop, wrk -c64, ${wrk_s}s (engine and mock share CPU 0) | $(fmt_rate "$g_rm_rps") req/s | direct $(fmt_rate "$g_d_rps") req/s | $(ratio "$g_rm_rps" "$g_d_rps") |"
+    echo "| gateway, closed loop, wrk -c64, median of $wrk_rounds ${wrk_s}s runs (range; engine and mock share CPU 0) | $(fmt_rate "$g_rm_rps") req/s ($(range_of gateway ringmaster)) | direct $(fmt_rate "$g_d_rps") req/s ($(range_of gateway direct)) | $(ratio "$g_rm_rps" "$g_d_rps") |"
     echo "| gateway open loop, highest offered rate sustained (sweep $(fmt_rate "$g_low")-$(fmt_rate "${gw_rates##* }")) | $(fmt_rate "$g_rm_sus") req/s | direct $(fmt_rate "$g_d_sus") req/s | $(sus_ratio "$g_rm_sus" "$g_d_sus") |"
     echo
     echo "Servers on CPU $server_cpu, load generators on CPU $client_cpu; $(nproc) CPUs, $(uname -r)," \
