@@ -11,7 +11,8 @@
 #        API key (3 keys), 10-30 ms per answer (a tool call, then the final answer)
 #   tool "weather": 1-5 ms, 2% errors (500), 0.5% hangs of 30 s
 #   sessions: 1,000 shared sessions ("session": "u{n mod 1000}"), written by every
-#        invocation in them, and 4 writers doing If-Match increments on 10 shared counters
+#        invocation in them (the last 20 messages go to the LLM: the context window), and 4
+#        writers doing If-Match increments on 10 shared counters
 #        through the state API at the same time (bench/scenario_client.py)
 # The engine (one reactor, default sync durability) is configured for those limits: 20 in
 # flight, each key's rpm/tpm at 96% of the provider's, a 1 s tool timeout with 3 attempts
@@ -102,6 +103,7 @@ engine_config() {
  "agents": {"assistant": {"endpoint": "llm", "model": "gpt-4o-mini",
                           "system": "You are a helpful assistant. Use the weather tool.",
                           "tools": ["weather"], "max_steps": 6, "deadline_ms": 30000,
+                          "history_messages": 20,
                           "max_concurrent": 100, "max_queue": 1000}}}
 JSON
 }

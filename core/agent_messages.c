@@ -228,6 +228,28 @@ json_t *agent_messages_tools(const struct config *config, const struct config_ag
     return tools;
 }
 
+/* Where the part of the history sent to the LLM starts: at most history_messages from its
+ * end, moved forward to a user message so that no tool result loses the call it answers.
+ * The whole history stays in the store; this bounds the context and the tokens per call. */
+static size_t agent_messages_history_start(const struct config_agent *agent,
+                                           const json_t *history)
+{
+    size_t size = json_array_size(history);
+    size_t start = size > agent->history_messages ? size - agent->history_messages : 0;
+    if (start == 0) {
+        return 0;
+    }
+    while (start < size) {
+        const char *role = json_string_value(json_object_get(json_array_get(history, start),
+                                                             "role"));
+        if (role != NULL && strcmp(role, "user") == 0) {
+            break;
+        }
+        start++;
+    }
+    return start;
+}
+
 /* The system prompt, then history, then fresh; the messages are shared, not copied. */
 static json_t *agent_messages_conversation(const struct config_agent *agent,
                                            const json_t *history, const json_t *fresh)
@@ -248,8 +270,9 @@ static json_t *agent_messages_conversation(const struct config_agent *agent,
                                                json_stringn(agent->system, system_length)) != 0;
     }
     const json_t *parts[2] = {history, fresh};
+    size_t starts[2] = {agent_messages_history_start(agent, history), 0};
     for (size_t part = 0; part < RM_ARRAY_LENGTH(parts) && !failed; part++) {
-        for (size_t i = 0; i < json_array_size(parts[part]) && !failed; i++) {
+        for (size_t i = starts[part]; i < json_array_size(parts[part]) && !failed; i++) {
             json_t *message = json_array_get(parts[part], i);
             RM_DEBUG_ASSERT(json_is_object(message));
             failed = json_array_append(messages, message) != 0;

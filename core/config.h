@@ -166,6 +166,7 @@ struct config_agent {
     uint32_t max_concurrent;  /* running invocations, engine-wide; default 64 */
     uint32_t max_queue;       /* queued invocations, engine-wide; default 10000 */
     uint32_t max_depth;       /* sub-agent nesting below this agent; default 3, 0..8 */
+    uint32_t history_messages; /* of a session's history, the latest sent to the LLM; 100 */
     char params[CONFIG_PARAMS_JSON_MAX]; /* "params": an object merged into every LLM request
                                             (temperature, top_p, max_tokens...); default {} */
 };

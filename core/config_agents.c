@@ -43,6 +43,7 @@ static void config_agent_defaults(struct config_agent *agent, const char *name, 
     agent->max_concurrent = 64;
     agent->max_queue = 10000;
     agent->max_depth = 3;
+    agent->history_messages = 100;
     memcpy(agent->params, "{}", 3);
 }
 
@@ -187,6 +188,7 @@ static int config_parse_agent(struct config_parser *parser, json_t *value, const
         CONFIG_AGENT(max_concurrent, config_parse_u32, 1, CONFIG_CONCURRENT_MAX),
         CONFIG_AGENT(max_queue, config_parse_u32, 0, CONFIG_AGENT_QUEUE_MAX),
         CONFIG_AGENT(max_depth, config_parse_u32, 0, CONFIG_DEPTH_MAX),
+        CONFIG_AGENT(history_messages, config_parse_u32, 0, 100000),
         CONFIG_AGENT(params, config_parse_agent_params, 0, 0),
     };
     RM_ASSERT(index < CONFIG_AGENTS_MAX);

@@ -86,6 +86,7 @@ static void test_agent_messages_agent(struct config_agent *agent, const char *sy
     snprintf(agent->model, sizeof(agent->model), "%s", "gpt-4o-mini");
     snprintf(agent->system, sizeof(agent->system), "%s", system);
     snprintf(agent->params, sizeof(agent->params), "%s", params);
+    agent->history_messages = 100;
 }
 
 static void test_agent_messages_tool(struct config_tool *tool, const char *name,
@@ -239,6 +240,51 @@ Test(agent_messages_request, history_before_fresh_after_system)
     rm_free(text);
     json_decref(history);
     json_decref(fresh);
+}
+
+/* The roles of the request built from a history of turns (user, assistant with a tool call,
+ * tool, assistant) with history_messages set; "" when the request has no such message. */
+static void test_agent_messages_window(uint32_t window, const char *expected)
+{
+    struct config_agent agent;
+    test_agent_messages_agent(&agent, "", "{}");
+    agent.history_messages = window;
+    json_t *history = test_agent_messages_load(
+        "[{\"role\":\"user\",\"content\":\"u0\"},"
+        "{\"role\":\"assistant\",\"content\":null,\"tool_calls\":[{\"id\":\"c0\","
+        "\"type\":\"function\",\"function\":{\"name\":\"t\",\"arguments\":\"{}\"}}]},"
+        "{\"role\":\"tool\",\"tool_call_id\":\"c0\",\"content\":\"r0\"},"
+        "{\"role\":\"assistant\",\"content\":\"a0\"},"
+        "{\"role\":\"user\",\"content\":\"u1\"},"
+        "{\"role\":\"assistant\",\"content\":\"a1\"}]");
+    json_t *fresh = test_agent_messages_load("[{\"role\":\"user\",\"content\":\"u2\"}]");
+    size_t length = 0;
+    char *text = agent_messages_request(&agent, NULL, history, fresh, &length);
+    json_t *parsed = test_agent_messages_load(text);
+    char roles[256] = "";
+    size_t index;
+    json_t *message;
+    json_array_foreach(json_object_get(parsed, "messages"), index, message) {
+        const char *content = json_string_value(json_object_get(message, "content"));
+        strncat(roles, content != NULL ? content : "call", sizeof(roles) - strlen(roles) - 2);
+        strcat(roles, " ");
+    }
+    cr_assert_str_eq(roles, expected, "window %u", window);
+    json_decref(parsed);
+    rm_free(text);
+    json_decref(history);
+    json_decref(fresh);
+}
+
+Test(agent_messages_request, history_window_starts_at_a_user_message)
+{
+    test_agent_messages_window(100, "u0 call r0 a0 u1 a1 u2 ");
+    test_agent_messages_window(6, "u0 call r0 a0 u1 a1 u2 ");
+    /* Five from the end would begin with the tool call's answer: moved on to u1. */
+    test_agent_messages_window(5, "u1 a1 u2 ");
+    test_agent_messages_window(2, "u1 a1 u2 ");
+    test_agent_messages_window(1, "u2 ");
+    test_agent_messages_window(0, "u2 ");
 }
 
 Test(agent_messages_request, an_answer_goes_back_into_the_history)

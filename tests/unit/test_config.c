@@ -1400,7 +1400,7 @@ Test(config_upstreams, line_of_array_element)
     "\"m\","
 #define TEST_CONFIG_KNOWN_AGENT                                                                \
     "endpoint, model, system, tools, max_steps, deadline_ms, max_concurrent, max_queue, "      \
-    "max_depth, params"
+    "max_depth, history_messages, params"
 
 Test(config_agents, defaults)
 {
@@ -1419,6 +1419,7 @@ Test(config_agents, defaults)
     cr_assert_eq(agent->max_concurrent, 64);
     cr_assert_eq(agent->max_queue, 10000);
     cr_assert_eq(agent->max_depth, 3);
+    cr_assert_eq(agent->history_messages, 100);
     cr_assert_str_eq(agent->params, "{}");
     cr_assert_eq(config.tools[0].kind, CONFIG_TOOL_HTTP);
     cr_assert_str_eq(config.tools[0].parameters, "{\"type\":\"object\"}");
