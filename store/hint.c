@@ -146,10 +146,11 @@ static uint64_t store_hint_collect(struct store_shard *shard, uint32_t segment_i
                                    uint32_t *count)
 {
     uint64_t length = STORE_HINT_HEADER_BYTES;
-    ck_hs_iterator_t iterator = CK_HS_ITERATOR_INITIALIZER;
+    struct store_index_iterator iterator;
     struct store_entry *entry = NULL;
     *count = 0;
-    while (store_index_next(&shard->keys, &iterator, &entry, false)) {
+    store_index_iterator_init(&shard->keys, &iterator);
+    while (store_index_next(&iterator, &entry)) {
         const struct store_snapshot *snapshot = entry->snapshot;
         if (snapshot == NULL || snapshot->segment_id != segment_id) {
             continue;

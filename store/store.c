@@ -375,9 +375,10 @@ static void store_scan_shard(struct store_shard *owner, const uint8_t *prefix,
                              bool *more)
 {
     uint64_t now_unix_ns = store_shard_unix_ns();
-    ck_hs_iterator_t iterator = CK_HS_ITERATOR_INITIALIZER;
+    struct store_index_iterator iterator;
     struct store_entry *entry = NULL;
-    while (store_index_next(&owner->keys, &iterator, &entry, true)) {
+    store_index_iterator_init(&owner->keys, &iterator);
+    while (store_index_next(&iterator, &entry)) {
         if (entry->key_length < prefix_length ||
             memcmp(entry->key, prefix, prefix_length) != 0) {
             continue;
