@@ -76,8 +76,8 @@ void store_record_encode(const struct store_record *record, uint8_t *out)
     store_record_put_u32(out, store_crc32c(0, out + 4, size - 4));
 }
 
-int store_record_decode(const uint8_t *bytes, size_t length, struct store_record *out,
-                        uint32_t *length_out)
+int store_record_peek(const uint8_t *bytes, size_t length, struct store_record *out,
+                      uint32_t *length_out)
 {
     RM_ASSERT(bytes != NULL || length == 0);
     RM_ASSERT(out != NULL && length_out != NULL);
@@ -96,9 +96,6 @@ int store_record_decode(const uint8_t *bytes, size_t length, struct store_record
     if (length < size) {
         return STORE_RECORD_SHORT;
     }
-    if (store_crc32c(0, bytes + 4, size - 4) != store_record_get_u32(bytes)) {
-        return STORE_RECORD_CORRUPT;
-    }
     out->type = (enum store_record_type)type;
     out->key_length = key_length;
     out->value_length = value_length;
@@ -112,6 +109,20 @@ int store_record_decode(const uint8_t *bytes, size_t length, struct store_record
     }
     *length_out = size;
     RM_ASSERT(*length_out <= length);
+    return 0;
+}
+
+int store_record_decode(const uint8_t *bytes, size_t length, struct store_record *out,
+                        uint32_t *length_out)
+{
+    int result = store_record_peek(bytes, length, out, length_out);
+    if (result != 0) {
+        return result;
+    }
+    RM_ASSERT(*length_out >= STORE_RECORD_HEADER_BYTES);
+    if (store_crc32c(0, bytes + 4, *length_out - 4) != store_record_get_u32(bytes)) {
+        return STORE_RECORD_CORRUPT;
+    }
     return 0;
 }
 
