@@ -7,6 +7,7 @@
 #include "core/alloc.h"
 #include "core/log.h"
 #include "core/rm_assert.h"
+#include "store/hint.h"
 #include "store/segment.h"
 
 static void store_commit_reset(struct store_batch *batch, uint64_t sequence)
@@ -97,6 +98,7 @@ static int store_commit_roll(struct store_shard *shard)
     shard->next_segment_id++;
     sealed->state = STORE_SEGMENT_SEALED;
     shard->active = segment;
+    segment->hint_tracked = true;
     store_segment_create_async(segment);
     /* The sealed segment's tail must reach the disk before its hint describes it. */
     shard->filling->sync = true;
@@ -150,6 +152,7 @@ void store_commit_track(struct store_shard *shard, struct store_entry *entry,
     RM_ASSERT(entry != NULL);
     RM_ASSERT(batch->undo_count < STORE_BATCH_RECORDS_MAX);
     batch->undo[batch->undo_count++] = (struct store_undo){.entry = entry, .previous = previous};
+    store_hint_track(shard, shard->active, entry);
 }
 
 static void store_commit_append_waiter(struct store_batch *batch, struct store_request *request)

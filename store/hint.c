@@ -141,25 +141,104 @@ static void store_hint_entry_encode(uint8_t *out, const struct store_entry *entr
     memcpy(out + STORE_HINT_ENTRY_BYTES, entry->key, entry->key_length);
 }
 
-/* Walks the index for the entries that point into the segment: pass 0 sizes, pass 1 fills. */
-static uint64_t store_hint_collect(struct store_shard *shard, uint32_t segment_id, uint8_t *out,
-                                   uint32_t *count)
+void store_hint_untrack(struct store_segment *segment)
+{
+    RM_ASSERT(segment != NULL);
+    struct store_hint_chunk *chunk = segment->hint_chunks_head;
+    while (chunk != NULL) {
+        struct store_hint_chunk *next = chunk->next;
+        rm_free(chunk);
+        chunk = next;
+    }
+    segment->hint_chunks_head = NULL;
+    segment->hint_chunks_tail = NULL;
+    segment->hint_tracked_count = 0;
+    segment->hint_tracked = false;
+}
+
+void store_hint_track(struct store_shard *shard, struct store_segment *segment,
+                      struct store_entry *entry)
+{
+    RM_ASSERT(entry->snapshot != NULL && entry->snapshot->segment_id == segment->id);
+    RM_ASSERT(segment->state == STORE_SEGMENT_ACTIVE || segment->state == STORE_SEGMENT_OPENING);
+    if (!segment->hint_tracked) {
+        return;
+    }
+    /* Past one record per key, walking the index is the cheaper hint: stop listing. */
+    if (segment->hint_tracked_count >= shard->keys.count) {
+        store_hint_untrack(segment);
+        return;
+    }
+    struct store_hint_chunk *tail = segment->hint_chunks_tail;
+    if (tail == NULL || tail->count == STORE_HINT_CHUNK_ENTRIES) {
+        struct store_hint_chunk *chunk = rm_malloc(sizeof(*chunk));
+        if (chunk == NULL) {
+            store_hint_untrack(segment); /* the index walk needs no memory */
+            return;
+        }
+        chunk->next = NULL;
+        chunk->count = 0;
+        if (tail == NULL) {
+            segment->hint_chunks_head = chunk;
+        } else {
+            tail->next = chunk;
+        }
+        segment->hint_chunks_tail = chunk;
+        tail = chunk;
+    }
+    tail->entries[tail->count++] = entry;
+    segment->hint_tracked_count++;
+}
+
+/* Adds the entry to the hint when it points into the segment: pass 0 sizes and marks it,
+ * pass 1 unmarks it and fills it into `out` (when there is one), so that an entry listed
+ * twice (written twice into the segment) is counted and written once. */
+static void store_hint_visit(struct store_entry *entry, uint32_t segment_id, int pass,
+                             uint8_t *out, uint64_t *length, uint32_t *count)
+{
+    const struct store_snapshot *snapshot = entry->snapshot;
+    if (snapshot == NULL || snapshot->segment_id != segment_id) {
+        return;
+    }
+    if (pass == 0) {
+        if (entry->hint_mark == segment_id) {
+            return;
+        }
+        entry->hint_mark = segment_id;
+    } else {
+        if (entry->hint_mark != segment_id) {
+            return;
+        }
+        entry->hint_mark = 0;
+        if (out != NULL) {
+            store_hint_entry_encode(out + *length, entry, snapshot);
+        }
+    }
+    *length += STORE_HINT_ENTRY_BYTES + entry->key_length;
+    (*count)++;
+}
+
+/* Visits the entries that may point into the segment: those written into it, or, for an
+ * untracked segment, the whole index. Returns the hint's length. */
+static uint64_t store_hint_collect(struct store_shard *shard, const struct store_segment *segment,
+                                   int pass, uint8_t *out, uint32_t *count)
 {
     uint64_t length = STORE_HINT_HEADER_BYTES;
+    *count = 0;
+    if (segment->hint_tracked) {
+        for (const struct store_hint_chunk *chunk = segment->hint_chunks_head; chunk != NULL;
+             chunk = chunk->next) {
+            for (uint32_t i = 0; i < chunk->count; i++) {
+                store_hint_visit(chunk->entries[i], segment->id, pass, out, &length, count);
+            }
+        }
+        return length;
+    }
     struct store_index_iterator iterator;
     struct store_entry *entry = NULL;
-    *count = 0;
     store_index_iterator_init(&shard->keys, &iterator);
     while (store_index_next(&iterator, &entry)) {
-        const struct store_snapshot *snapshot = entry->snapshot;
-        if (snapshot == NULL || snapshot->segment_id != segment_id) {
-            continue;
-        }
-        if (out != NULL) {
-            store_hint_entry_encode(out + length, entry, snapshot);
-        }
-        length += STORE_HINT_ENTRY_BYTES + entry->key_length;
-        (*count)++;
+        store_hint_visit(entry, segment->id, pass, out, &length, count);
     }
     RM_ASSERT(length >= STORE_HINT_HEADER_BYTES);
     return length;
@@ -168,17 +247,16 @@ static uint64_t store_hint_collect(struct store_shard *shard, uint32_t segment_i
 static int store_hint_build(struct store_shard *shard, struct store_segment *segment)
 {
     uint32_t count = 0;
-    uint64_t length = store_hint_collect(shard, segment->id, NULL, &count);
-    if (length > UINT32_MAX) {
-        return -EFBIG;
-    }
-    uint8_t *buffer = rm_malloc(length);
-    if (buffer == NULL) {
-        return -ENOMEM;
-    }
+    uint64_t length = store_hint_collect(shard, segment, 0, NULL, &count);
+    /* Pass 0 marked the entries: pass 1 runs whatever happens, to clear them. */
+    uint8_t *buffer = length <= UINT32_MAX ? rm_malloc(length) : NULL;
     uint32_t filled = 0;
-    RM_ASSERT(store_hint_collect(shard, segment->id, buffer, &filled) == length);
-    RM_ASSERT(filled == count);
+    uint64_t refilled = store_hint_collect(shard, segment, 1, buffer, &filled);
+    RM_ASSERT(refilled == length && filled == count);
+    store_hint_untrack(segment);
+    if (buffer == NULL) {
+        return length > UINT32_MAX ? -EFBIG : -ENOMEM;
+    }
     store_hint_put_u32(buffer, STORE_HINT_MAGIC);
     store_hint_put_u32(buffer + 4, STORE_HINT_FORMAT);
     store_hint_put_u32(buffer + 8, segment->id);

@@ -165,6 +165,14 @@ struct store_entry *store_index_find(struct store_index *index, const uint8_t *k
     return NULL;
 }
 
+void store_index_prefetch(const struct store_index *index, uint64_t hash)
+{
+    RM_ASSERT(index != NULL);
+    const struct store_index_table *table = __atomic_load_n(&index->table, __ATOMIC_ACQUIRE);
+    RM_ASSERT(table != NULL);
+    __builtin_prefetch(&table->slots[hash & table->mask]);
+}
+
 bool store_index_full(const struct store_index *index)
 {
     return index->count >= STORE_INDEX_KEYS_MAX;

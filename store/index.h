@@ -73,6 +73,7 @@ struct store_entry {
     uint16_t key_length;
     /* Owner-only: the write-back cache's FIFO of entries whose snapshot holds the value. */
     bool cache_listed;
+    uint32_t hint_mark; /* owner-only: the segment whose hint is being built lists it */
     struct store_entry *cache_previous;
     struct store_entry *cache_next;
     uint8_t key_storage[];
@@ -117,6 +118,9 @@ void store_index_destroy(struct store_index *index);
 /* Any thread, inside an epoch section. */
 struct store_entry *store_index_find(struct store_index *index, const uint8_t *key,
                                      uint16_t key_length, uint64_t hash);
+/* Any thread: starts loading the slot where a lookup of `hash` begins, so that a caller with
+ * several keys in hand overlaps their cache misses. */
+void store_index_prefetch(const struct store_index *index, uint64_t hash);
 /* Owner only: adds an entry without a snapshot. Returns NULL when full (-ENOSPC) or out of
  * memory; the caller reports which from store_index_full(). */
 struct store_entry *store_index_insert(struct store_index *index, const uint8_t *key,

@@ -42,6 +42,16 @@ enum store_segment_state {
 
 struct store_shard;
 
+/* The entries written into a segment, in chunks, so that its hint visits those records
+ * rather than the whole index (hint.c). */
+#define STORE_HINT_CHUNK_ENTRIES 4094u
+struct store_hint_chunk {
+    struct store_hint_chunk *next;
+    uint32_t count;
+    struct store_entry *entries[STORE_HINT_CHUNK_ENTRIES];
+};
+_Static_assert(sizeof(struct store_hint_chunk) == 32768, "a chunk is 32 KiB");
+
 struct store_segment {
     struct store_shard *shard;
     uint32_t id;
@@ -58,6 +68,12 @@ struct store_segment {
     bool hinted;           /* its hint file is durable */
     bool hint_failed;      /* writing its hint failed: recovery scans it instead */
     bool compact_refused;  /* compaction met a bad record: the segment stays as it is */
+    /* Its writes are listed in hint_chunks; false for recovered segments and once the list
+     * outgrows the index (then its hint walks the index, which is no longer). */
+    bool hint_tracked;
+    uint32_t hint_tracked_count;
+    struct store_hint_chunk *hint_chunks_head;
+    struct store_hint_chunk *hint_chunks_tail;
     struct reactor_op op;
     struct reactor_op unlink_op;
     char path[STORE_PATH_MAX];
