@@ -255,9 +255,11 @@ void store_shard_deliver(struct store_shard *shard, struct store_request *reques
     const struct store_stats *stats = &shard->store->stats;
     enum store_stats_operation operation = store_shard_stats_operation(request->operation);
     store_stats_operation(stats, shard->index, operation, request->result.status);
+    /* The loop's clock, like started_ns: a clock read per request cost 5% of the CAS path;
+     * a latency within one loop iteration reads as 0. */
     store_stats_observe(stats, shard->index,
                         operation == STORE_STATS_GET ? stats->read_latency : stats->write_latency,
-                        reactor_clock_ns() - request->started_ns);
+                        reactor_now_ns(shard->reactor) - request->started_ns);
     /* The callback may reuse the request at once: take what the store still owns first. */
     uint8_t *owned = request->owned_value;
     request->owned_value = NULL;
