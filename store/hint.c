@@ -13,6 +13,9 @@
 
 #define STORE_HINT_MAGIC 0x54484d52u /* "RMHT" */
 #define STORE_HINT_FORMAT 1u
+/* A hint buffer up to this size is kept for the next hint: a fresh one of several MiB comes
+ * straight from mmap and costs a page fault per page every segment roll. */
+#define STORE_HINT_BUFFER_KEEP_BYTES (16u << 20)
 
 enum store_hint_stage {
     STORE_HINT_IDLE,
@@ -249,7 +252,13 @@ static int store_hint_build(struct store_shard *shard, struct store_segment *seg
     uint32_t count = 0;
     uint64_t length = store_hint_collect(shard, segment, 0, NULL, &count);
     /* Pass 0 marked the entries: pass 1 runs whatever happens, to clear them. */
-    uint8_t *buffer = length <= UINT32_MAX ? rm_malloc(length) : NULL;
+    struct store_hint_job *job = &shard->hint;
+    if (length > job->capacity) {
+        rm_free(job->buffer);
+        job->buffer = length <= UINT32_MAX ? rm_malloc(length) : NULL;
+        job->capacity = job->buffer != NULL ? (uint32_t)length : 0;
+    }
+    uint8_t *buffer = job->buffer;
     uint32_t filled = 0;
     uint64_t refilled = store_hint_collect(shard, segment, 1, buffer, &filled);
     RM_ASSERT(refilled == length && filled == count);
@@ -265,9 +274,8 @@ static int store_hint_build(struct store_shard *shard, struct store_segment *seg
     store_hint_put_u32(buffer + 24, store_crc32c(0, buffer + STORE_HINT_HEADER_BYTES,
                                                  length - STORE_HINT_HEADER_BYTES));
     store_hint_put_u32(buffer + 28, store_crc32c(0, buffer, 28));
-    shard->hint.buffer = buffer;
-    shard->hint.length = (uint32_t)length;
-    shard->hint.written = 0;
+    job->length = (uint32_t)length;
+    job->written = 0;
     return 0;
 }
 
@@ -279,8 +287,11 @@ static void store_hint_end(struct store_shard *shard, bool success)
     RM_ASSERT(job->segment != NULL);
     job->segment->hinted = success;
     job->segment->hint_failed = !success;
-    rm_free(job->buffer);
-    job->buffer = NULL;
+    if (job->capacity > STORE_HINT_BUFFER_KEEP_BYTES) {
+        rm_free(job->buffer);
+        job->buffer = NULL;
+        job->capacity = 0;
+    }
     job->segment = NULL;
     job->stage = STORE_HINT_IDLE;
 }
@@ -386,5 +397,6 @@ void store_hint_destroy(struct store_shard *shard)
     if (shard->hint.segment == NULL) {
         rm_free(shard->hint.buffer);
         shard->hint.buffer = NULL;
+        shard->hint.capacity = 0;
     }
 }

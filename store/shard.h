@@ -126,7 +126,8 @@ struct store_batch {
 struct store_hint_job {
     struct store_segment *segment; /* NULL: idle */
     int stage;
-    uint8_t *buffer;
+    uint8_t *buffer; /* kept for the next hint while it is small enough (hint.c) */
+    uint32_t capacity;
     uint32_t length;
     uint32_t written;
     int fd;
