@@ -389,6 +389,20 @@ static bool store_commit_dirty(const struct store_shard *shard)
     return false;
 }
 
+uint64_t store_commit_barrier(struct store_shard *shard)
+{
+    store_shard_assert_owner(shard);
+    if (shard->filling->used == 0 && shard->flushing == NULL && !store_commit_dirty(shard)) {
+        return shard->synced_sequence;
+    }
+    /* An empty filling batch behind a syncing one would never flush (nothing is left dirty
+     * once that sync ends), and that sync covers everything written before it anyway. */
+    if (shard->filling->used == 0 && shard->flushing != NULL && shard->flushing->sync) {
+        return shard->flushing->sequence;
+    }
+    return store_commit_require_sync(shard);
+}
+
 /* Starts the filling batch when there is something to do and nothing in flight. */
 void store_commit_flush(struct store_shard *shard)
 {

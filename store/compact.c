@@ -237,8 +237,14 @@ void store_compact_tick(struct store_shard *shard)
         return;
     }
     /* Nothing left to move once no entry points into the victim (all overwritten since it
-     * was picked): reading the rest would only skip dead records. */
+     * was picked): reading the rest would only skip dead records. Before the victim goes,
+     * the writes that superseded its records must be durable too, not only the moved copies:
+     * an async overwrite still in the page cache would otherwise leave, after a crash, an
+     * older record (or none) for the key, and its version would go back. */
     if (compaction->offset >= victim->size || victim->live_bytes == 0) {
+        uint64_t barrier = store_commit_barrier(shard);
+        compaction->wait_sequence =
+            barrier > compaction->wait_sequence ? barrier : compaction->wait_sequence;
         compaction->draining = true;
         return;
     }
