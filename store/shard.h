@@ -146,6 +146,15 @@ struct store_compaction {
     struct reactor_op op;
 };
 
+/* Outgoing requests are batched: a message per request cost more than the request's work. */
+#define STORE_OUTBOX_REQUESTS_MAX 4096u /* per target; beyond it, calls get -EAGAIN */
+
+struct store_outbox {
+    struct store_request *head;
+    struct store_request *tail;
+    uint32_t count;
+};
+
 struct store_shard {
     struct store *store;
     struct reactor *reactor;
@@ -175,8 +184,11 @@ struct store_shard {
     struct store_entry *cache_tail;
     struct store_request *done_head; /* completions for requests that started here */
     struct store_request *done_tail;
-    struct store_request *outbox_head; /* replies whose mailbox was full */
-    struct store_request *outbox_tail;
+    /* Requests for other reactors, one list per reactor, each posted as one message at the
+     * end of the store's tick: writes and disk reads to their owners, finished requests back
+     * to their origins. */
+    struct store_outbox requests[STORE_SHARDS_MAX];
+    struct store_outbox replies[STORE_SHARDS_MAX];
     uint32_t inflight; /* io_uring operations not yet completed */
     uint64_t record_max;
     struct store_hint_job hint;
@@ -214,8 +226,8 @@ int store_shard_fault(struct store_shard *shard, int result);
 uint64_t store_shard_unix_ns(void);
 /* Runs a request on its owner (this reactor's shard). */
 void store_shard_execute(struct store_shard *shard, struct store_request *request);
-/* Sends a request to its owner, or runs it here when this reactor owns it. Returns 0 or
- * -EAGAIN when the owner's mailbox is full. */
+/* Sends a request to its owner (in this reactor's next batch for it), or runs it here when
+ * this reactor owns it. Returns 0 or -EAGAIN when the batch for the owner is full. */
 int store_shard_dispatch(struct store *store, struct store_request *request);
 /* Counts and calls back a finished request on its origin reactor. */
 void store_shard_deliver(struct store_shard *shard, struct store_request *request);
