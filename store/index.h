@@ -33,10 +33,11 @@
 _Static_assert(RM_IS_POWER_OF_TWO(STORE_INDEX_SLOTS_INITIAL), "slots are masked by the hash");
 _Static_assert(STORE_INDEX_SLOTS_INITIAL / 2 <= STORE_INDEX_KEYS_MAX, "initial within bound");
 
-/* ThreadSanitizer cannot see the ordering that ck_hs and ck_epoch provide (libck is not
- * instrumented and relies on fences), so the store tells it explicitly: entries are released
- * before insertion and acquired on lookup; reader sections release at their end and
- * reclamation acquires. Compiled away outside TSan builds. */
+/* ThreadSanitizer cannot see the ordering that ck_epoch and the reactors' ck_ring mailboxes
+ * provide (libck is not instrumented and relies on fences), so the store tells it
+ * explicitly: reader sections release at their end and reclamation acquires; a list of
+ * requests is released when posted and acquired by its handler. The index's own slots use C
+ * atomics, which TSan sees. Compiled away outside TSan builds. */
 #if defined(__SANITIZE_THREAD__)
 #define STORE_TSAN 1
 #elif defined(__has_feature)
