@@ -221,30 +221,78 @@ static void store_hint_visit(struct store_entry *entry, uint32_t segment_id, int
     (*count)++;
 }
 
+/* Entries are visited this many after they are met, their snapshot prefetched half-way:
+ * each visit would otherwise wait for two cache misses in a row (entry, then snapshot). */
+#define STORE_HINT_PIPELINE 16u
+_Static_assert(RM_IS_POWER_OF_TWO(STORE_HINT_PIPELINE), "a ring indexed by a mask");
+
+struct store_hint_walk {
+    uint32_t segment_id;
+    int pass;
+    uint8_t *out;
+    uint64_t length;
+    uint32_t count;
+    uint64_t met;
+    struct store_entry *ring[STORE_HINT_PIPELINE];
+};
+
+static void store_hint_walk_visit(struct store_hint_walk *walk, struct store_entry *entry)
+{
+    store_hint_visit(entry, walk->segment_id, walk->pass, walk->out, &walk->length,
+                     &walk->count);
+}
+
+static void store_hint_walk_meet(struct store_hint_walk *walk, struct store_entry *entry)
+{
+    const uint64_t mask = STORE_HINT_PIPELINE - 1;
+    if (walk->met >= STORE_HINT_PIPELINE) {
+        store_hint_walk_visit(walk, walk->ring[walk->met & mask]);
+    }
+    if (walk->met >= STORE_HINT_PIPELINE / 2) {
+        const struct store_entry *half = walk->ring[(walk->met - STORE_HINT_PIPELINE / 2) & mask];
+        if (half->snapshot != NULL) {
+            __builtin_prefetch(half->snapshot);
+        }
+    }
+    __builtin_prefetch(entry);
+    walk->ring[walk->met & mask] = entry;
+    walk->met++;
+}
+
+static void store_hint_walk_finish(struct store_hint_walk *walk)
+{
+    uint64_t first = walk->met > STORE_HINT_PIPELINE ? walk->met - STORE_HINT_PIPELINE : 0;
+    for (uint64_t i = first; i < walk->met; i++) {
+        store_hint_walk_visit(walk, walk->ring[i & (STORE_HINT_PIPELINE - 1)]);
+    }
+}
+
 /* Visits the entries that may point into the segment: those written into it, or, for an
  * untracked segment, the whole index. Returns the hint's length. */
 static uint64_t store_hint_collect(struct store_shard *shard, const struct store_segment *segment,
                                    int pass, uint8_t *out, uint32_t *count)
 {
-    uint64_t length = STORE_HINT_HEADER_BYTES;
-    *count = 0;
+    struct store_hint_walk walk = {.segment_id = segment->id, .pass = pass, .out = out,
+                                   .length = STORE_HINT_HEADER_BYTES};
     if (segment->hint_tracked) {
         for (const struct store_hint_chunk *chunk = segment->hint_chunks_head; chunk != NULL;
              chunk = chunk->next) {
             for (uint32_t i = 0; i < chunk->count; i++) {
-                store_hint_visit(chunk->entries[i], segment->id, pass, out, &length, count);
+                store_hint_walk_meet(&walk, chunk->entries[i]);
             }
         }
-        return length;
+    } else {
+        struct store_index_iterator iterator;
+        struct store_entry *entry = NULL;
+        store_index_iterator_init(&shard->keys, &iterator);
+        while (store_index_next(&iterator, &entry)) {
+            store_hint_walk_meet(&walk, entry);
+        }
     }
-    struct store_index_iterator iterator;
-    struct store_entry *entry = NULL;
-    store_index_iterator_init(&shard->keys, &iterator);
-    while (store_index_next(&iterator, &entry)) {
-        store_hint_visit(entry, segment->id, pass, out, &length, count);
-    }
-    RM_ASSERT(length >= STORE_HINT_HEADER_BYTES);
-    return length;
+    store_hint_walk_finish(&walk);
+    RM_ASSERT(walk.length >= STORE_HINT_HEADER_BYTES);
+    *count = walk.count;
+    return walk.length;
 }
 
 static int store_hint_build(struct store_shard *shard, struct store_segment *segment)
