@@ -148,10 +148,23 @@ static struct store_request *store_shard_list_pop(struct store_request **head,
     return request;
 }
 
-static void store_shard_outbox_append(struct store_outbox *outbox, struct store_request *request)
+static void store_shard_post(struct store_shard *shard, uint32_t target,
+                             struct store_outbox *outbox,
+                             void (*handler)(struct reactor *, struct reactor_message *));
+static void store_shard_reply_handler(struct reactor *target, struct reactor_message *message);
+static void store_shard_execute_handler(struct reactor *target, struct reactor_message *message);
+
+/* Queues the request for `target`; a list long enough goes at once. */
+static void store_shard_outbox_append(struct store_shard *shard, uint32_t target,
+                                      struct store_outbox *outbox, struct store_request *request,
+                                      void (*handler)(struct reactor *, struct reactor_message *))
 {
     store_shard_list_append(&outbox->head, &outbox->tail, request);
     outbox->count++;
+    if (outbox->count >= STORE_OUTBOX_POST_AT) {
+        store_shard_post(shard, target, outbox, handler);
+    }
+    reactor_keep_awake(shard->reactor);
 }
 
 /* Takes a posted list apart; each request's next is cleared before it is handed on, since
@@ -186,8 +199,8 @@ void store_shard_finish(struct store_shard *shard, struct store_request *request
         store_shard_list_append(&shard->done_head, &shard->done_tail, request);
         return;
     }
-    store_shard_outbox_append(&shard->replies[request->origin], request);
-    reactor_keep_awake(shard->reactor);
+    store_shard_outbox_append(shard, request->origin, &shard->replies[request->origin], request,
+                              store_shard_reply_handler);
 }
 
 void store_shard_execute(struct store_shard *shard, struct store_request *request)
@@ -225,8 +238,7 @@ int store_shard_dispatch(struct store *store, struct store_request *request)
     if (outbox->count >= STORE_OUTBOX_REQUESTS_MAX) {
         return -EAGAIN;
     }
-    store_shard_outbox_append(outbox, request);
-    reactor_keep_awake(here->reactor);
+    store_shard_outbox_append(here, request->shard, outbox, request, store_shard_execute_handler);
     return 0;
 }
 

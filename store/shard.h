@@ -146,8 +146,13 @@ struct store_compaction {
     struct reactor_op op;
 };
 
-/* Outgoing requests are batched: a message per request cost more than the request's work. */
+/* Outgoing requests are batched: a message per request cost more than the request's work.
+ * A list is posted at the end of the store's tick, or as soon as it holds
+ * STORE_OUTBOX_POST_AT requests, so that the target starts on the first ones while this
+ * reactor is still making more (posting only per tick made the two reactors take turns). */
 #define STORE_OUTBOX_REQUESTS_MAX 4096u /* per target; beyond it, calls get -EAGAIN */
+#define STORE_OUTBOX_POST_AT 32u
+_Static_assert(STORE_OUTBOX_POST_AT <= STORE_OUTBOX_REQUESTS_MAX, "posted before it is full");
 
 struct store_outbox {
     struct store_request *head;
