@@ -8,6 +8,7 @@
 #include "core/atomic.h"
 #include "core/log.h"
 #include "core/rm_assert.h"
+#include "store/hint.h"
 #include "store/segment.h"
 
 static void store_commit_reset(struct store_batch *batch, uint64_t sequence)
@@ -98,6 +99,7 @@ static int store_commit_roll(struct store_shard *shard)
     shard->next_segment_id++;
     sealed->state = STORE_SEGMENT_SEALED;
     shard->active = segment;
+    segment->hint_tracked = true;
     store_segment_create_async(segment);
     /* The sealed segment's tail must reach the disk before its hint describes it. */
     shard->filling->sync = true;
@@ -151,6 +153,7 @@ void store_commit_track(struct store_shard *shard, struct store_entry *entry,
     RM_ASSERT(entry != NULL);
     RM_ASSERT(batch->undo_count < STORE_BATCH_RECORDS_MAX);
     batch->undo[batch->undo_count++] = (struct store_undo){.entry = entry, .previous = previous};
+    store_hint_track(shard, shard->active, entry);
 }
 
 static void store_commit_append_waiter(struct store_batch *batch, struct store_request *request)
@@ -385,6 +388,20 @@ static bool store_commit_dirty(const struct store_shard *shard)
         }
     }
     return false;
+}
+
+uint64_t store_commit_barrier(struct store_shard *shard)
+{
+    store_shard_assert_owner(shard);
+    if (shard->filling->used == 0 && shard->flushing == NULL && !store_commit_dirty(shard)) {
+        return shard->synced_sequence;
+    }
+    /* An empty filling batch behind a syncing one would never flush (nothing is left dirty
+     * once that sync ends), and that sync covers everything written before it anyway. */
+    if (shard->filling->used == 0 && shard->flushing != NULL && shard->flushing->sync) {
+        return shard->flushing->sequence;
+    }
+    return store_commit_require_sync(shard);
 }
 
 /* Starts the filling batch when there is something to do and nothing in flight. */

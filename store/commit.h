@@ -36,6 +36,10 @@ void store_commit_track(struct store_shard *shard, struct store_entry *entry,
 void store_commit_wait(struct store_shard *shard, struct store_request *request);
 /* Makes the filling batch end with an fdatasync; returns its sequence. */
 uint64_t store_commit_require_sync(struct store_shard *shard);
+/* A sequence after whose fdatasync (synced_sequence >= it) every record accepted so far is
+ * durable, requesting that fdatasync when one is needed; synced_sequence itself when
+ * everything already is. */
+uint64_t store_commit_barrier(struct store_shard *shard);
 
 void store_commit_flush(struct store_shard *shard);
 void store_commit_tick(struct store_shard *shard);

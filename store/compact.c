@@ -86,6 +86,13 @@ static int store_compact_move(struct store_shard *shard, const struct store_reco
         current->offset != offset) {
         return 0;
     }
+    /* The slice walk only peeked at the header: check the bytes about to be copied. */
+    struct store_record verified;
+    uint32_t verified_size = 0;
+    if (store_record_decode(bytes, size, &verified, &verified_size) != 0) {
+        return STORE_RECORD_CORRUPT;
+    }
+    RM_ASSERT(verified_size == size);
     /* An expired value becomes a tombstone of the same version: absent either way, and the
      * version survives for the next write of the key. */
     bool expire = current->type != STORE_RECORD_DELETE && current->expiry_unix_ns != 0 &&
@@ -123,7 +130,10 @@ static int store_compact_move(struct store_shard *shard, const struct store_reco
     return 0;
 }
 
-/* Moves the live records of the slice in the buffer; returns the bytes consumed. */
+/* Moves the live records of the slice in the buffer; returns the bytes consumed. Records are
+ * peeked, not decoded: most are dead, and a dead record's CRC protects nothing. A damaged
+ * header still stops the walk, and a damaged length that sends it astray can only make it
+ * miss live records, which leaves live_bytes above zero and the segment in place. */
 static uint32_t store_compact_slice(struct store_shard *shard, uint32_t length, int *error)
 {
     struct store_compaction *compaction = &shard->compaction;
@@ -133,8 +143,8 @@ static uint32_t store_compact_slice(struct store_shard *shard, uint32_t length, 
     while (position < length) {
         struct store_record record;
         uint32_t size = 0;
-        int result = store_record_decode(compaction->buffer + position, length - position,
-                                         &record, &size);
+        int result = store_record_peek(compaction->buffer + position, length - position,
+                                       &record, &size);
         if (result == STORE_RECORD_SHORT && position > 0) {
             break; /* the next read starts at this record */
         }
@@ -226,7 +236,15 @@ void store_compact_tick(struct store_shard *shard)
         }
         return;
     }
-    if (compaction->offset >= victim->size) {
+    /* Nothing left to move once no entry points into the victim (all overwritten since it
+     * was picked): reading the rest would only skip dead records. Before the victim goes,
+     * the writes that superseded its records must be durable too, not only the moved copies:
+     * an async overwrite still in the page cache would otherwise leave, after a crash, an
+     * older record (or none) for the key, and its version would go back. */
+    if (compaction->offset >= victim->size || victim->live_bytes == 0) {
+        uint64_t barrier = store_commit_barrier(shard);
+        compaction->wait_sequence =
+            barrier > compaction->wait_sequence ? barrier : compaction->wait_sequence;
         compaction->draining = true;
         return;
     }

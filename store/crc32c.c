@@ -54,11 +54,24 @@ __attribute__((target("sse4.2"))) static uint32_t store_crc32c_hardware(uint32_t
         data += 8;
         length -= 8;
     }
+    /* The tail in at most three steps: each is a 3-cycle dependency, whatever its width. */
     uint32_t crc32 = (uint32_t)crc64;
-    while (length > 0) {
+    if (length >= 4) {
+        uint32_t word;
+        memcpy(&word, data, sizeof(word));
+        crc32 = _mm_crc32_u32(crc32, word);
+        data += 4;
+        length -= 4;
+    }
+    if (length >= 2) {
+        uint16_t half;
+        memcpy(&half, data, sizeof(half));
+        crc32 = _mm_crc32_u16(crc32, half);
+        data += 2;
+        length -= 2;
+    }
+    if (length > 0) {
         crc32 = _mm_crc32_u8(crc32, *data);
-        data++;
-        length--;
     }
     return crc32;
 }
@@ -80,20 +93,28 @@ static void store_crc32c_init(void)
                 (previous >> 8) ^ store_crc32c_table[0][previous & 0xff];
         }
     }
-    store_crc32c_function = store_crc32c_slicing;
+    uint32_t (*function)(uint32_t, const uint8_t *, size_t) = store_crc32c_slicing;
 #if defined(__x86_64__)
     if (__builtin_cpu_supports("sse4.2")) {
-        store_crc32c_function = store_crc32c_hardware;
+        function = store_crc32c_hardware;
     }
 #endif
     RM_ASSERT(store_crc32c_table[0][1] == 0xf26b8303u);
+    /* Release: a thread that sees the function sees the tables it may use. */
+    __atomic_store_n(&store_crc32c_function, function, __ATOMIC_RELEASE);
 }
 
 uint32_t store_crc32c(uint32_t crc, const void *data, size_t length)
 {
-    pthread_once(&store_crc32c_once, store_crc32c_init);
-    RM_ASSERT(store_crc32c_function != NULL);
-    return ~store_crc32c_function(~crc, data, length);
+    /* pthread_once only until the first call is done: a record takes three calls. */
+    uint32_t (*function)(uint32_t, const uint8_t *, size_t) =
+        __atomic_load_n(&store_crc32c_function, __ATOMIC_ACQUIRE);
+    if (function == NULL) {
+        pthread_once(&store_crc32c_once, store_crc32c_init);
+        function = __atomic_load_n(&store_crc32c_function, __ATOMIC_ACQUIRE);
+    }
+    RM_ASSERT(function != NULL);
+    return ~function(~crc, data, length);
 }
 
 uint32_t store_crc32c_software(uint32_t crc, const void *data, size_t length)

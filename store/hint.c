@@ -13,6 +13,9 @@
 
 #define STORE_HINT_MAGIC 0x54484d52u /* "RMHT" */
 #define STORE_HINT_FORMAT 1u
+/* A hint buffer up to this size is kept for the next hint: a fresh one of several MiB comes
+ * straight from mmap and costs a page fault per page every segment roll. */
+#define STORE_HINT_BUFFER_KEEP_BYTES (16u << 20)
 
 enum store_hint_stage {
     STORE_HINT_IDLE,
@@ -141,43 +144,176 @@ static void store_hint_entry_encode(uint8_t *out, const struct store_entry *entr
     memcpy(out + STORE_HINT_ENTRY_BYTES, entry->key, entry->key_length);
 }
 
-/* Walks the index for the entries that point into the segment: pass 0 sizes, pass 1 fills. */
-static uint64_t store_hint_collect(struct store_shard *shard, uint32_t segment_id, uint8_t *out,
-                                   uint32_t *count)
+void store_hint_untrack(struct store_segment *segment)
 {
-    uint64_t length = STORE_HINT_HEADER_BYTES;
-    ck_hs_iterator_t iterator = CK_HS_ITERATOR_INITIALIZER;
-    struct store_entry *entry = NULL;
-    *count = 0;
-    while (store_index_next(&shard->keys, &iterator, &entry, false)) {
-        const struct store_snapshot *snapshot = entry->snapshot;
-        if (snapshot == NULL || snapshot->segment_id != segment_id) {
-            continue;
-        }
-        if (out != NULL) {
-            store_hint_entry_encode(out + length, entry, snapshot);
-        }
-        length += STORE_HINT_ENTRY_BYTES + entry->key_length;
-        (*count)++;
+    RM_ASSERT(segment != NULL);
+    struct store_hint_chunk *chunk = segment->hint_chunks_head;
+    while (chunk != NULL) {
+        struct store_hint_chunk *next = chunk->next;
+        rm_free(chunk);
+        chunk = next;
     }
-    RM_ASSERT(length >= STORE_HINT_HEADER_BYTES);
-    return length;
+    segment->hint_chunks_head = NULL;
+    segment->hint_chunks_tail = NULL;
+    segment->hint_tracked_count = 0;
+    segment->hint_tracked = false;
+}
+
+void store_hint_track(struct store_shard *shard, struct store_segment *segment,
+                      struct store_entry *entry)
+{
+    RM_ASSERT(entry->snapshot != NULL && entry->snapshot->segment_id == segment->id);
+    RM_ASSERT(segment->state == STORE_SEGMENT_ACTIVE || segment->state == STORE_SEGMENT_OPENING);
+    if (!segment->hint_tracked) {
+        return;
+    }
+    /* Past one record per key, walking the index is the cheaper hint: stop listing. */
+    if (segment->hint_tracked_count >= shard->keys.count) {
+        store_hint_untrack(segment);
+        return;
+    }
+    struct store_hint_chunk *tail = segment->hint_chunks_tail;
+    if (tail == NULL || tail->count == STORE_HINT_CHUNK_ENTRIES) {
+        struct store_hint_chunk *chunk = rm_malloc(sizeof(*chunk));
+        if (chunk == NULL) {
+            store_hint_untrack(segment); /* the index walk needs no memory */
+            return;
+        }
+        chunk->next = NULL;
+        chunk->count = 0;
+        if (tail == NULL) {
+            segment->hint_chunks_head = chunk;
+        } else {
+            tail->next = chunk;
+        }
+        segment->hint_chunks_tail = chunk;
+        tail = chunk;
+    }
+    tail->entries[tail->count++] = entry;
+    segment->hint_tracked_count++;
+}
+
+/* Adds the entry to the hint when it points into the segment: pass 0 sizes and marks it,
+ * pass 1 unmarks it and fills it into `out` (when there is one), so that an entry listed
+ * twice (written twice into the segment) is counted and written once. */
+static void store_hint_visit(struct store_entry *entry, uint32_t segment_id, int pass,
+                             uint8_t *out, uint64_t *length, uint32_t *count)
+{
+    const struct store_snapshot *snapshot = entry->snapshot;
+    if (snapshot == NULL || snapshot->segment_id != segment_id) {
+        return;
+    }
+    if (pass == 0) {
+        if (entry->hint_mark == segment_id) {
+            return;
+        }
+        entry->hint_mark = segment_id;
+    } else {
+        if (entry->hint_mark != segment_id) {
+            return;
+        }
+        entry->hint_mark = 0;
+        if (out != NULL) {
+            store_hint_entry_encode(out + *length, entry, snapshot);
+        }
+    }
+    *length += STORE_HINT_ENTRY_BYTES + entry->key_length;
+    (*count)++;
+}
+
+/* Entries are visited this many after they are met, their snapshot prefetched half-way:
+ * each visit would otherwise wait for two cache misses in a row (entry, then snapshot). */
+#define STORE_HINT_PIPELINE 16u
+_Static_assert(RM_IS_POWER_OF_TWO(STORE_HINT_PIPELINE), "a ring indexed by a mask");
+
+struct store_hint_walk {
+    uint32_t segment_id;
+    int pass;
+    uint8_t *out;
+    uint64_t length;
+    uint32_t count;
+    uint64_t met;
+    struct store_entry *ring[STORE_HINT_PIPELINE];
+};
+
+static void store_hint_walk_visit(struct store_hint_walk *walk, struct store_entry *entry)
+{
+    store_hint_visit(entry, walk->segment_id, walk->pass, walk->out, &walk->length,
+                     &walk->count);
+}
+
+static void store_hint_walk_meet(struct store_hint_walk *walk, struct store_entry *entry)
+{
+    const uint64_t mask = STORE_HINT_PIPELINE - 1;
+    if (walk->met >= STORE_HINT_PIPELINE) {
+        store_hint_walk_visit(walk, walk->ring[walk->met & mask]);
+    }
+    if (walk->met >= STORE_HINT_PIPELINE / 2) {
+        const struct store_entry *half = walk->ring[(walk->met - STORE_HINT_PIPELINE / 2) & mask];
+        if (half->snapshot != NULL) {
+            __builtin_prefetch(half->snapshot);
+        }
+    }
+    __builtin_prefetch(entry);
+    walk->ring[walk->met & mask] = entry;
+    walk->met++;
+}
+
+static void store_hint_walk_finish(struct store_hint_walk *walk)
+{
+    uint64_t first = walk->met > STORE_HINT_PIPELINE ? walk->met - STORE_HINT_PIPELINE : 0;
+    for (uint64_t i = first; i < walk->met; i++) {
+        store_hint_walk_visit(walk, walk->ring[i & (STORE_HINT_PIPELINE - 1)]);
+    }
+}
+
+/* Visits the entries that may point into the segment: those written into it, or, for an
+ * untracked segment, the whole index. Returns the hint's length. */
+static uint64_t store_hint_collect(struct store_shard *shard, const struct store_segment *segment,
+                                   int pass, uint8_t *out, uint32_t *count)
+{
+    struct store_hint_walk walk = {.segment_id = segment->id, .pass = pass, .out = out,
+                                   .length = STORE_HINT_HEADER_BYTES};
+    if (segment->hint_tracked) {
+        for (const struct store_hint_chunk *chunk = segment->hint_chunks_head; chunk != NULL;
+             chunk = chunk->next) {
+            for (uint32_t i = 0; i < chunk->count; i++) {
+                store_hint_walk_meet(&walk, chunk->entries[i]);
+            }
+        }
+    } else {
+        struct store_index_iterator iterator;
+        struct store_entry *entry = NULL;
+        store_index_iterator_init(&shard->keys, &iterator);
+        while (store_index_next(&iterator, &entry)) {
+            store_hint_walk_meet(&walk, entry);
+        }
+    }
+    store_hint_walk_finish(&walk);
+    RM_ASSERT(walk.length >= STORE_HINT_HEADER_BYTES);
+    *count = walk.count;
+    return walk.length;
 }
 
 static int store_hint_build(struct store_shard *shard, struct store_segment *segment)
 {
     uint32_t count = 0;
-    uint64_t length = store_hint_collect(shard, segment->id, NULL, &count);
-    if (length > UINT32_MAX) {
-        return -EFBIG;
+    uint64_t length = store_hint_collect(shard, segment, 0, NULL, &count);
+    /* Pass 0 marked the entries: pass 1 runs whatever happens, to clear them. */
+    struct store_hint_job *job = &shard->hint;
+    if (length > job->capacity) {
+        rm_free(job->buffer);
+        job->buffer = length <= UINT32_MAX ? rm_malloc(length) : NULL;
+        job->capacity = job->buffer != NULL ? (uint32_t)length : 0;
     }
-    uint8_t *buffer = rm_malloc(length);
-    if (buffer == NULL) {
-        return -ENOMEM;
-    }
+    uint8_t *buffer = job->buffer;
     uint32_t filled = 0;
-    RM_ASSERT(store_hint_collect(shard, segment->id, buffer, &filled) == length);
-    RM_ASSERT(filled == count);
+    uint64_t refilled = store_hint_collect(shard, segment, 1, buffer, &filled);
+    RM_ASSERT(refilled == length && filled == count);
+    store_hint_untrack(segment);
+    if (buffer == NULL) {
+        return length > UINT32_MAX ? -EFBIG : -ENOMEM;
+    }
     store_hint_put_u32(buffer, STORE_HINT_MAGIC);
     store_hint_put_u32(buffer + 4, STORE_HINT_FORMAT);
     store_hint_put_u32(buffer + 8, segment->id);
@@ -186,9 +322,8 @@ static int store_hint_build(struct store_shard *shard, struct store_segment *seg
     store_hint_put_u32(buffer + 24, store_crc32c(0, buffer + STORE_HINT_HEADER_BYTES,
                                                  length - STORE_HINT_HEADER_BYTES));
     store_hint_put_u32(buffer + 28, store_crc32c(0, buffer, 28));
-    shard->hint.buffer = buffer;
-    shard->hint.length = (uint32_t)length;
-    shard->hint.written = 0;
+    job->length = (uint32_t)length;
+    job->written = 0;
     return 0;
 }
 
@@ -200,8 +335,11 @@ static void store_hint_end(struct store_shard *shard, bool success)
     RM_ASSERT(job->segment != NULL);
     job->segment->hinted = success;
     job->segment->hint_failed = !success;
-    rm_free(job->buffer);
-    job->buffer = NULL;
+    if (job->capacity > STORE_HINT_BUFFER_KEEP_BYTES) {
+        rm_free(job->buffer);
+        job->buffer = NULL;
+        job->capacity = 0;
+    }
     job->segment = NULL;
     job->stage = STORE_HINT_IDLE;
 }
@@ -307,5 +445,6 @@ void store_hint_destroy(struct store_shard *shard)
     if (shard->hint.segment == NULL) {
         rm_free(shard->hint.buffer);
         shard->hint.buffer = NULL;
+        shard->hint.capacity = 0;
     }
 }

@@ -38,6 +38,13 @@ typedef int (*store_hint_visitor)(void *context, const struct store_hint_entry *
 int store_hint_parse(const uint8_t *image, size_t length, uint32_t segment_id,
                      uint64_t segment_bytes, store_hint_visitor visitor, void *context);
 
+/* Owner: notes that the entry's new record went into the segment (the active one), so that
+ * the segment's hint visits its own records rather than the whole index. */
+void store_hint_track(struct store_shard *shard, struct store_segment *segment,
+                      struct store_entry *entry);
+/* Frees the segment's list of written entries. */
+void store_hint_untrack(struct store_segment *segment);
+
 /* Starts writing the hint of one sealed, durable segment when none is being written. */
 void store_hint_tick(struct store_shard *shard);
 void store_hint_destroy(struct store_shard *shard);

@@ -1,18 +1,10 @@
 #include "store/index.h"
 
-#include <ck_pr.h>
+#include <errno.h>
 #include <string.h>
 
 #include "core/alloc.h"
 #include "core/rm_assert.h"
-
-/* The header in front of every block ck_hs allocates, so that a replaced table can wait for
- * readers in ck_epoch before it is freed. */
-struct store_index_block {
-    ck_epoch_entry_t epoch_entry;
-    size_t size;
-    max_align_t alignment[];
-};
 
 static _Thread_local ck_epoch_record_t *store_index_writer_record;
 /* ThreadSanitizer's stand-in for the epoch: sections release it, reclamation acquires it. */
@@ -34,72 +26,6 @@ uint64_t store_index_hash(const uint8_t *key, size_t length)
     return hash;
 }
 
-static void *store_index_block_malloc(size_t size)
-{
-    struct store_index_block *block = rm_malloc(sizeof(*block) + size);
-    if (block == NULL) {
-        return NULL;
-    }
-    block->size = size;
-    return block->alignment;
-}
-
-static void *store_index_block_realloc(void *pointer, size_t old_size, size_t size, bool defer)
-{
-    RM_ASSERT(!defer);
-    RM_ASSERT(pointer != NULL);
-    void *fresh = store_index_block_malloc(size);
-    if (fresh != NULL) {
-        memcpy(fresh, pointer, old_size < size ? old_size : size);
-        rm_free((uint8_t *)pointer - offsetof(struct store_index_block, alignment));
-    }
-    return fresh;
-}
-
-static void store_index_block_reclaim(ck_epoch_entry_t *entry)
-{
-    STORE_TSAN_ACQUIRE(&store_index_tsan_epoch);
-    rm_free(entry);
-}
-
-static void store_index_block_free(void *pointer, size_t size, bool defer)
-{
-    RM_ASSERT(pointer != NULL);
-    struct store_index_block *block =
-        (struct store_index_block *)((uint8_t *)pointer -
-                                     offsetof(struct store_index_block, alignment));
-    RM_ASSERT(block->size == size || size == 0);
-    if (defer) {
-        RM_ASSERT(store_index_writer_record != NULL);
-        ck_epoch_call(store_index_writer_record, &block->epoch_entry, store_index_block_reclaim);
-    } else {
-        rm_free(block);
-    }
-}
-
-static struct ck_malloc store_index_allocator = {
-    .malloc = store_index_block_malloc,
-    .realloc = store_index_block_realloc,
-    .free = store_index_block_free,
-};
-
-static unsigned long store_index_hash_callback(const void *object, unsigned long seed)
-{
-    const struct store_entry *entry = object;
-    (void)seed;
-    return (unsigned long)entry->hash;
-}
-
-static bool store_index_compare_callback(const void *previous, const void *compare)
-{
-    const struct store_entry *left = previous;
-    const struct store_entry *right = compare;
-    STORE_TSAN_ACQUIRE(left);
-    STORE_TSAN_ACQUIRE(right);
-    return left->hash == right->hash && left->key_length == right->key_length &&
-           memcmp(left->key, right->key, left->key_length) == 0;
-}
-
 void store_index_writer_set(ck_epoch_record_t *record)
 {
     RM_ASSERT(record != NULL);
@@ -107,35 +33,106 @@ void store_index_writer_set(ck_epoch_record_t *record)
     store_index_writer_record = record;
 }
 
+static struct store_index_table *store_index_table_create(uint64_t slots)
+{
+    RM_ASSERT(RM_IS_POWER_OF_TWO(slots));
+    RM_ASSERT(slots <= (uint64_t)STORE_INDEX_KEYS_MAX * 4);
+    struct store_index_table *table =
+        rm_calloc(1, sizeof(*table) + slots * sizeof(struct store_index_slot));
+    if (table != NULL) {
+        table->mask = slots - 1;
+    }
+    return table;
+}
+
+static void store_index_table_reclaim(ck_epoch_entry_t *entry)
+{
+    STORE_TSAN_ACQUIRE(&store_index_tsan_epoch);
+    rm_free(entry); /* the epoch entry is the table's first member */
+}
+
+/* Owner only: the slot a new key takes (the first empty one on its probe). */
+static struct store_index_slot *store_index_free_slot(struct store_index_table *table,
+                                                      uint64_t hash)
+{
+    for (uint64_t probe = 0, i = hash & table->mask; probe <= table->mask;
+         probe++, i = (i + 1) & table->mask) {
+        if (table->slots[i].entry == NULL) {
+            return &table->slots[i];
+        }
+    }
+    RM_ASSERT(!"index table full: growth keeps it at most half full");
+    return NULL;
+}
+
+static void store_index_slot_fill(struct store_index_slot *slot, struct store_entry *entry)
+{
+    RM_ASSERT(slot->entry == NULL);
+    slot->hash = entry->hash;
+    /* Release: a reader that sees the pointer sees the hash and the entry's fields. */
+    __atomic_store_n(&slot->entry, entry, __ATOMIC_RELEASE);
+}
+
+/* Moves every entry into a table of `slots` and publishes it; the old one waits for readers
+ * in the epoch. False when out of memory (the old table stays). */
+static bool store_index_resize(struct store_index *index, uint64_t slots)
+{
+    struct store_index_table *old = index->table;
+    RM_ASSERT(slots > old->mask + 1);
+    struct store_index_table *table = store_index_table_create(slots);
+    if (table == NULL) {
+        return false;
+    }
+    uint32_t moved = 0;
+    for (uint64_t i = 0; i <= old->mask; i++) {
+        struct store_entry *entry = old->slots[i].entry;
+        if (entry != NULL) {
+            store_index_slot_fill(store_index_free_slot(table, entry->hash), entry);
+            moved++;
+        }
+    }
+    RM_ASSERT(moved == index->count);
+    __atomic_store_n(&index->table, table, __ATOMIC_RELEASE);
+    RM_ASSERT(store_index_writer_record != NULL);
+    ck_epoch_call(store_index_writer_record, &old->epoch_entry, store_index_table_reclaim);
+    return true;
+}
+
 int store_index_init(struct store_index *index)
 {
     RM_ASSERT(index != NULL);
     index->count = 0;
-    if (!ck_hs_init(&index->set, CK_HS_MODE_SPMC | CK_HS_MODE_OBJECT, store_index_hash_callback,
-                    store_index_compare_callback, &store_index_allocator,
-                    STORE_INDEX_CAPACITY_INITIAL * 2, 0)) {
-        return -ENOMEM;
+    index->table = store_index_table_create(STORE_INDEX_SLOTS_INITIAL);
+    RM_ASSERT(index->table == NULL || index->table->mask + 1 == STORE_INDEX_SLOTS_INITIAL);
+    return index->table == NULL ? -ENOMEM : 0;
+}
+
+/* The slots that hold `keys` at most half full. */
+static uint64_t store_index_slots_for(uint64_t keys)
+{
+    uint64_t slots = STORE_INDEX_SLOTS_INITIAL;
+    while (slots < keys * 2) {
+        slots *= 2;
     }
-    RM_ASSERT(ck_hs_count(&index->set) == 0);
-    return 0;
+    return slots;
 }
 
 bool store_index_reserve(struct store_index *index, uint32_t keys)
 {
     RM_ASSERT(index != NULL);
     RM_ASSERT(keys <= STORE_INDEX_KEYS_MAX);
-    /* ck_hs doubles once its entries pass half its slots: twice the keys holds them all. */
-    return ck_hs_grow(&index->set, (unsigned long)keys * 2);
+    uint64_t slots = store_index_slots_for(keys);
+    return slots <= index->table->mask + 1 || store_index_resize(index, slots);
 }
 
 void store_index_destroy(struct store_index *index)
 {
     RM_ASSERT(index != NULL);
-    ck_hs_iterator_t iterator = CK_HS_ITERATOR_INITIALIZER;
-    void *object = NULL;
+    struct store_index_iterator iterator;
+    struct store_entry *entry = NULL;
     uint32_t freed = 0;
-    while (ck_hs_next(&index->set, &iterator, &object)) {
-        struct store_entry *entry = object;
+    store_index_iterator_init(index, &iterator);
+    while (store_index_next(&iterator, &entry)) {
         if (entry->snapshot != NULL) {
             store_index_snapshot_free(entry->snapshot);
         }
@@ -143,7 +140,8 @@ void store_index_destroy(struct store_index *index)
         freed++;
     }
     RM_ASSERT(freed == index->count);
-    ck_hs_destroy(&index->set);
+    rm_free(index->table);
+    index->table = NULL;
 }
 
 struct store_entry *store_index_find(struct store_index *index, const uint8_t *key,
@@ -151,8 +149,28 @@ struct store_entry *store_index_find(struct store_index *index, const uint8_t *k
 {
     RM_ASSERT(key != NULL);
     RM_ASSERT(key_length >= 1 && key_length <= STORE_FULL_KEY_MAX);
-    struct store_entry probe = {.hash = hash, .key = key, .key_length = key_length};
-    return ck_hs_get(&index->set, (unsigned long)hash, &probe);
+    const struct store_index_table *table = __atomic_load_n(&index->table, __ATOMIC_ACQUIRE);
+    for (uint64_t probe = 0, i = hash & table->mask; probe <= table->mask;
+         probe++, i = (i + 1) & table->mask) {
+        struct store_entry *entry = __atomic_load_n(&table->slots[i].entry, __ATOMIC_ACQUIRE);
+        if (entry == NULL) {
+            return NULL;
+        }
+        if (table->slots[i].hash == hash && entry->key_length == key_length &&
+            memcmp(entry->key, key, key_length) == 0) {
+            return entry;
+        }
+    }
+    RM_ASSERT(!"index table without an empty slot");
+    return NULL;
+}
+
+void store_index_prefetch(const struct store_index *index, uint64_t hash)
+{
+    RM_ASSERT(index != NULL);
+    const struct store_index_table *table = __atomic_load_n(&index->table, __ATOMIC_ACQUIRE);
+    RM_ASSERT(table != NULL);
+    __builtin_prefetch(&table->slots[hash & table->mask]);
 }
 
 bool store_index_full(const struct store_index *index)
@@ -168,6 +186,10 @@ struct store_entry *store_index_insert(struct store_index *index, const uint8_t 
     if (store_index_full(index)) {
         return NULL;
     }
+    uint64_t slots = index->table->mask + 1;
+    if ((uint64_t)(index->count + 1) * 2 > slots && !store_index_resize(index, slots * 2)) {
+        return NULL;
+    }
     struct store_entry *entry = rm_calloc(1, sizeof(*entry) + key_length);
     if (entry == NULL) {
         return NULL;
@@ -176,13 +198,9 @@ struct store_entry *store_index_insert(struct store_index *index, const uint8_t 
     entry->key = entry->key_storage;
     entry->key_length = key_length;
     entry->hash = hash;
-    STORE_TSAN_RELEASE(entry);
-    ck_pr_fence_store();
-    if (!ck_hs_put(&index->set, (unsigned long)hash, entry)) {
-        rm_free(entry);
-        return NULL;
-    }
+    store_index_slot_fill(store_index_free_slot(index->table, hash), entry);
     index->count++;
+    RM_ASSERT((uint64_t)index->count * 2 <= index->table->mask + 1);
     return entry;
 }
 
@@ -256,19 +274,29 @@ void store_index_section_end(ck_epoch_record_t *record)
     ck_epoch_end(record, NULL);
 }
 
-bool store_index_next(struct store_index *index, ck_hs_iterator_t *iterator,
-                      struct store_entry **entry, bool spmc)
+void store_index_iterator_init(const struct store_index *index,
+                               struct store_index_iterator *iterator)
 {
     RM_ASSERT(index != NULL);
+    RM_ASSERT(iterator != NULL);
+    iterator->table = __atomic_load_n(&index->table, __ATOMIC_ACQUIRE);
+    iterator->position = 0;
+}
+
+bool store_index_next(struct store_index_iterator *iterator, struct store_entry **entry)
+{
+    RM_ASSERT(iterator->table != NULL);
     RM_ASSERT(entry != NULL);
-    void *object = NULL;
-    bool found = spmc ? ck_hs_next_spmc(&index->set, iterator, &object)
-                      : ck_hs_next(&index->set, iterator, &object);
-    if (found) {
-        STORE_TSAN_ACQUIRE(object);
-        *entry = object;
+    const struct store_index_table *table = iterator->table;
+    while (iterator->position <= table->mask) {
+        struct store_entry *found =
+            __atomic_load_n(&table->slots[iterator->position++].entry, __ATOMIC_ACQUIRE);
+        if (found != NULL) {
+            *entry = found;
+            return true;
+        }
     }
-    return found;
+    return false;
 }
 
 bool store_index_live(const struct store_snapshot *snapshot, uint64_t now_unix_ns)

@@ -64,6 +64,12 @@ void store_record_encode(const struct store_record *record, uint8_t *out);
 int store_record_decode(const uint8_t *bytes, size_t length, struct store_record *out,
                         uint32_t *length_out);
 
+/* store_record_decode without the CRC check: the header is sane and the record is whole,
+ * but its bytes are unverified. For walks that only need to skip most records (compaction's
+ * dead ones); decode any record before using its key or value for more than a lookup. */
+int store_record_peek(const uint8_t *bytes, size_t length, struct store_record *out,
+                      uint32_t *length_out);
+
 /* Called per good record with its offset in the image; a nonzero return stops the scan. */
 typedef int (*store_record_visitor)(void *context, const struct store_record *record,
                                     uint64_t offset, uint32_t length);

@@ -16,11 +16,26 @@
 #include "store/record.h"
 #include "store/segment.h"
 
+/* Hint entries applied this many behind the one being read: the index slots of the ones in
+ * between are prefetched meanwhile, since each key lands in a random slot. */
+#define STORE_RECOVER_PIPELINE 8u
+_Static_assert(RM_IS_POWER_OF_TWO(STORE_RECOVER_PIPELINE), "a ring indexed by a mask");
+
+struct store_recover_pending {
+    struct store_snapshot fields;
+    const uint8_t *key; /* into the hint image, which outlives the pipeline */
+    uint64_t hash;
+    uint16_t key_length;
+};
+
 struct store_recover_context {
     struct store_shard *shard;
     struct store_segment *segment;
     uint64_t records;
     uint64_t base; /* segment offset of the scan window's first byte */
+    uint32_t pending_head;
+    uint32_t pending_count;
+    struct store_recover_pending pending[STORE_RECOVER_PIPELINE];
 };
 
 /* Segments are scanned through one reused window rather than read whole: a fresh buffer the
@@ -44,9 +59,10 @@ static bool store_recover_newer(const struct store_snapshot *candidate,
 }
 
 static int store_recover_apply(struct store_shard *shard, const struct store_snapshot *fields,
-                               const uint8_t *key, uint16_t key_length, const uint8_t *value)
+                               const uint8_t *key, uint16_t key_length, uint64_t hash,
+                               const uint8_t *value)
 {
-    uint64_t hash = store_index_hash(key, key_length);
+    RM_DEBUG_ASSERT(hash == store_index_hash(key, key_length));
     if (store_shard_for_hash(hash, shard->store->shard_count) != shard->index) {
         return 0; /* not this shard's key: only a foreign file in the directory does this */
     }
@@ -89,23 +105,59 @@ static int store_recover_record(void *context, const struct store_record *record
     };
     recover->records++;
     return store_recover_apply(recover->shard, &fields, record->key, record->key_length,
-                               record->value);
+                               store_index_hash(record->key, record->key_length), record->value);
+}
+
+/* Applies the oldest pending hint entry. */
+static int store_recover_pending_apply(struct store_recover_context *recover)
+{
+    RM_ASSERT(recover->pending_count > 0);
+    const struct store_recover_pending *oldest = &recover->pending[recover->pending_head];
+    recover->pending_head = (recover->pending_head + 1) & (STORE_RECOVER_PIPELINE - 1);
+    recover->pending_count--;
+    return store_recover_apply(recover->shard, &oldest->fields, oldest->key, oldest->key_length,
+                               oldest->hash, NULL);
+}
+
+static int store_recover_pending_drain(struct store_recover_context *recover)
+{
+    int result = 0;
+    while (recover->pending_count > 0 && result == 0) {
+        result = store_recover_pending_apply(recover);
+    }
+    recover->pending_count = 0;
+    return result;
 }
 
 static int store_recover_hint_entry(void *context, const struct store_hint_entry *entry)
 {
     struct store_recover_context *recover = context;
-    struct store_snapshot fields = {
-        .version = entry->version,
-        .expiry_unix_ns = entry->expiry_unix_ns,
-        .offset = entry->offset,
-        .segment_id = recover->segment->id,
-        .record_length = entry->record_length,
-        .value_length = entry->value_length,
-        .type = (uint8_t)entry->type,
+    int result = 0;
+    if (recover->pending_count == STORE_RECOVER_PIPELINE) {
+        result = store_recover_pending_apply(recover);
+    }
+    RM_ASSERT(recover->pending_count < STORE_RECOVER_PIPELINE);
+    uint32_t tail = (recover->pending_head + recover->pending_count) &
+                    (STORE_RECOVER_PIPELINE - 1);
+    struct store_recover_pending *pending = &recover->pending[tail];
+    *pending = (struct store_recover_pending){
+        .fields = {
+            .version = entry->version,
+            .expiry_unix_ns = entry->expiry_unix_ns,
+            .offset = entry->offset,
+            .segment_id = recover->segment->id,
+            .record_length = entry->record_length,
+            .value_length = entry->value_length,
+            .type = (uint8_t)entry->type,
+        },
+        .key = entry->key,
+        .hash = store_index_hash(entry->key, entry->key_length),
+        .key_length = entry->key_length,
     };
+    store_index_prefetch(&recover->shard->keys, pending->hash);
+    recover->pending_count++;
     recover->records++;
-    return store_recover_apply(recover->shard, &fields, entry->key, entry->key_length, NULL);
+    return result;
 }
 
 /* Reads exactly length bytes at offset. */
@@ -257,6 +309,8 @@ static int store_recover_hint(struct store_recover_context *recover, uint64_t si
     if (result == 0) {
         result = store_hint_parse(image, (size_t)status.st_size, segment->id, size,
                                   store_recover_hint_entry, recover);
+        int drained = store_recover_pending_drain(recover);
+        result = result == 0 ? drained : result;
     }
     rm_free(image);
     if (result == -EBADMSG) {
@@ -420,6 +474,7 @@ static int store_recover_first_segment(struct store_shard *shard)
         return -error;
     }
     segment->directory_synced = true;
+    segment->hint_tracked = true; /* empty: every record it will hold is listed */
     return 0;
 }
 

@@ -9,6 +9,7 @@
 #include "core/alloc.h"
 #include "core/log.h"
 #include "core/rm_assert.h"
+#include "store/hint.h"
 
 struct store_segment *store_segment_new(struct store_shard *shard, uint32_t id)
 {
@@ -38,6 +39,7 @@ void store_segment_free(struct store_segment *segment)
     if (segment->fd >= 0) {
         close(segment->fd);
     }
+    store_hint_untrack(segment);
     rm_free(segment);
 }
 
@@ -87,6 +89,7 @@ static void store_segment_close_callback(struct reactor_op *op, int result, uint
     shard->inflight--;
     segment->fd = -1;
     store_shard_segment_remove(shard, segment);
+    store_hint_untrack(segment);
     rm_free(segment);
 }
 

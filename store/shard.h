@@ -42,6 +42,16 @@ enum store_segment_state {
 
 struct store_shard;
 
+/* The entries written into a segment, in chunks, so that its hint visits those records
+ * rather than the whole index (hint.c). */
+#define STORE_HINT_CHUNK_ENTRIES 4094u
+struct store_hint_chunk {
+    struct store_hint_chunk *next;
+    uint32_t count;
+    struct store_entry *entries[STORE_HINT_CHUNK_ENTRIES];
+};
+_Static_assert(sizeof(struct store_hint_chunk) == 32768, "a chunk is 32 KiB");
+
 struct store_segment {
     struct store_shard *shard;
     uint32_t id;
@@ -58,6 +68,12 @@ struct store_segment {
     bool hinted;           /* its hint file is durable */
     bool hint_failed;      /* writing its hint failed: recovery scans it instead */
     bool compact_refused;  /* compaction met a bad record: the segment stays as it is */
+    /* Its writes are listed in hint_chunks; false for recovered segments and once the list
+     * outgrows the index (then its hint walks the index, which is no longer). */
+    bool hint_tracked;
+    uint32_t hint_tracked_count;
+    struct store_hint_chunk *hint_chunks_head;
+    struct store_hint_chunk *hint_chunks_tail;
     struct reactor_op op;
     struct reactor_op unlink_op;
     char path[STORE_PATH_MAX];
@@ -110,7 +126,8 @@ struct store_batch {
 struct store_hint_job {
     struct store_segment *segment; /* NULL: idle */
     int stage;
-    uint8_t *buffer;
+    uint8_t *buffer; /* kept for the next hint while it is small enough (hint.c) */
+    uint32_t capacity;
     uint32_t length;
     uint32_t written;
     int fd;
@@ -127,6 +144,20 @@ struct store_compaction {
     bool draining;          /* every record moved; waiting for them to be durable */
     uint64_t wait_sequence; /* the batch that holds the last moved record */
     struct reactor_op op;
+};
+
+/* Outgoing requests are batched: a message per request cost more than the request's work.
+ * A list is posted at the end of the store's tick, or as soon as it holds
+ * STORE_OUTBOX_POST_AT requests, so that the target starts on the first ones while this
+ * reactor is still making more (posting only per tick made the two reactors take turns). */
+#define STORE_OUTBOX_REQUESTS_MAX 4096u /* per target; beyond it, calls get -EAGAIN */
+#define STORE_OUTBOX_POST_AT 32u
+_Static_assert(STORE_OUTBOX_POST_AT <= STORE_OUTBOX_REQUESTS_MAX, "posted before it is full");
+
+struct store_outbox {
+    struct store_request *head;
+    struct store_request *tail;
+    uint32_t count;
 };
 
 struct store_shard {
@@ -160,8 +191,11 @@ struct store_shard {
     struct store_entry *cache_tail;
     struct store_request *done_head; /* completions for requests that started here */
     struct store_request *done_tail;
-    struct store_request *outbox_head; /* replies whose mailbox was full */
-    struct store_request *outbox_tail;
+    /* Requests for other reactors, one list per reactor, each posted as one message at the
+     * end of the store's tick: writes and disk reads to their owners, finished requests back
+     * to their origins. */
+    struct store_outbox requests[STORE_SHARDS_MAX];
+    struct store_outbox replies[STORE_SHARDS_MAX];
     uint32_t inflight; /* io_uring operations not yet completed */
     uint64_t record_max;
     struct store_hint_job hint;
@@ -203,8 +237,8 @@ int store_shard_fault(struct store_shard *shard, int result);
 uint64_t store_shard_unix_ns(void);
 /* Runs a request on its owner (this reactor's shard). */
 void store_shard_execute(struct store_shard *shard, struct store_request *request);
-/* Sends a request to its owner, or runs it here when this reactor owns it. Returns 0 or
- * -EAGAIN when the owner's mailbox is full. */
+/* Sends a request to its owner (in this reactor's next batch for it), or runs it here when
+ * this reactor owns it. Returns 0 or -EAGAIN when the batch for the owner is full. */
 int store_shard_dispatch(struct store *store, struct store_request *request);
 /* Counts and calls back a finished request on its origin reactor. */
 void store_shard_deliver(struct store_shard *shard, struct store_request *request);

@@ -234,6 +234,8 @@ static int store_prepare(struct store *store, struct store_request *request,
     request->ns_length = (uint16_t)key.ns_length;
     request->hash = store_index_hash(request->full_key, request->key_length);
     request->shard = store_shard_for_hash(request->hash, store->shard_count);
+    /* The owner's lookup comes soon: start its likely cache miss while the rest is filled. */
+    store_index_prefetch(&store->shards[request->shard]->keys, request->hash);
     request->origin = reactor_index(reactor);
     request->store = store;
     request->next = NULL;
@@ -376,9 +378,10 @@ static void store_scan_shard(struct store_shard *owner, const uint8_t *prefix,
                              bool *more)
 {
     uint64_t now_unix_ns = store_shard_unix_ns();
-    ck_hs_iterator_t iterator = CK_HS_ITERATOR_INITIALIZER;
+    struct store_index_iterator iterator;
     struct store_entry *entry = NULL;
-    while (store_index_next(&owner->keys, &iterator, &entry, true)) {
+    store_index_iterator_init(&owner->keys, &iterator);
+    while (store_index_next(&iterator, &entry)) {
         if (entry->key_length < prefix_length ||
             memcmp(entry->key, prefix, prefix_length) != 0) {
             continue;

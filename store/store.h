@@ -6,14 +6,16 @@
  * A key is (namespace, key). Its shard is store_shard_of(): hash(namespace "/" key) % shards.
  * The shard's reactor alone writes the shard; every reactor reads every shard's index
  * lock-free. Writes from other reactors travel to the owner by reactor_post() and their
- * results come back by message, so callbacks always run on the calling reactor.
+ * results come back by message, so callbacks always run on the calling reactor; both go in
+ * batches, one message per pair of reactors per loop iteration.
  *
  * Asynchronous calls (store_get, store_put, store_delete, store_append) take a caller-owned
  * `struct store_request` that must stay valid, and untouched, until its callback runs, along
  * with the key and value bytes passed in. They return 0 when the callback will run, or a
  * negative errno when the request was refused at once (then the callback never runs):
  *   -EINVAL  bad namespace, key or value length (see the limits below)
- *   -EAGAIN  the owner's mailbox is full; shed load (HTTP 503) and retry later
+ *   -EAGAIN  the batch for the owner is full (4096 requests waiting for this loop iteration
+ *            to end); shed load (HTTP 503) and retry later
  * The callback never runs inside the call that started the request.
  *
  * The callback's result: status 0 (STORE_OK), STORE_CONFLICT (result.version holds the

@@ -198,6 +198,55 @@ Test(store_recovery, hint_files_rebuild_the_index_and_bad_hints_fall_back_to_sca
     harness_cleanup(&harness);
 }
 
+/* Hints are built from the records written into each segment (or from the index once a
+ * segment holds more records than there are keys): overwrites inside a segment, keys moving
+ * on to later segments and tombstones must all come back exactly. */
+Test(store_recovery, hints_of_overwritten_and_deleted_keys_restore_the_latest_versions)
+{
+    struct harness harness;
+    harness_init(&harness, 2);
+    harness.config.store.segment_bytes = 8192;
+    harness.config.store.compact_dead_percent = 100; /* keep every segment for this test */
+    cr_assert_eq(harness_start(&harness), 0);
+    disk_put_all(&harness, 200, 1, 300);
+    for (uint32_t round = 2; round <= 4; round++) {
+        disk_put_all(&harness, 10, round, 300); /* keys 0-9 again, several per segment */
+    }
+    char key[32];
+    for (uint32_t i = 10; i < 20; i++) {
+        snprintf(key, sizeof(key), "key-%u", i);
+        cr_assert_eq(harness_delete(&harness, 0, "d", key, STORE_VERSION_ANY, &result),
+                     STORE_OK);
+    }
+    disk_put_all(&harness, 3, 5, 40); /* small records: more records than keys in a segment */
+    for (uint32_t round = 6; round <= 60; round++) {
+        disk_put_all(&harness, 3, round, 40);
+    }
+    disk_pause_ms(100);
+    harness_stop(&harness);
+    cr_assert(disk_count_files(&harness, ".hint") >= 8, "sealed segments have hints");
+    cr_assert_eq(harness_start(&harness), 0);
+    disk_check_all(&harness, 3, 60, 40);
+    for (uint32_t i = 0; i < 200; i++) {
+        snprintf(key, sizeof(key), "key-%u", i);
+        int status = harness_get(&harness, i % 2, "d", key, &result);
+        uint64_t version = i < 3 ? 60 : i < 10 ? 4 : 1;
+        if (i >= 10 && i < 20) {
+            cr_assert_eq(status, STORE_NOT_FOUND, "key-%u was deleted", i);
+        } else {
+            cr_assert_eq(status, STORE_OK, "key-%u missing", i);
+            cr_assert_eq(result.version, version, "key-%u at version %llu", i,
+                         (unsigned long long)result.version);
+            char value[301];
+            disk_value(value, sizeof(value), i, i < 10 ? 4 : 1);
+            cr_assert(i < 3 || (result.value_length == 300 &&
+                                memcmp(result.value, value, 300) == 0), "key-%u differs", i);
+        }
+    }
+    harness_stop(&harness);
+    harness_cleanup(&harness);
+}
+
 Test(store_compaction, overwrite_heavy_load_keeps_disk_use_bounded)
 {
     struct harness harness;
