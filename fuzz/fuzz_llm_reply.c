@@ -114,7 +114,8 @@ static void fuzz_llm_reply_check_again(const struct agent_reply *reply)
 /* The message goes into the history of the next request. */
 static void fuzz_llm_reply_check_request(const struct agent_reply *reply)
 {
-    static const struct config_agent agent = {.model = "fuzz-model", .system = "S", .params = "{}"};
+    static const struct config_agent agent = {
+        .model = "fuzz-model", .system = "S", .params = "{}", .history_messages = 100};
     json_t *history = json_array();
     fuzz_llm_reply_check(history != NULL && json_array_append(history, reply->message) == 0,
                          "history");

@@ -21,11 +21,12 @@
 #define STORE_RECOVER_PIPELINE 8u
 _Static_assert(RM_IS_POWER_OF_TWO(STORE_RECOVER_PIPELINE), "a ring indexed by a mask");
 
+/* `fields` last: a snapshot ends in its value's flexible array, left empty here. */
 struct store_recover_pending {
-    struct store_snapshot fields;
     const uint8_t *key; /* into the hint image, which outlives the pipeline */
     uint64_t hash;
     uint16_t key_length;
+    struct store_snapshot fields;
 };
 
 struct store_recover_context {
