@@ -141,13 +141,6 @@ server_ticks() {
     echo "$total"
 }
 
-# to_us VALUE: wrk's "1.23ms" style figure in microseconds.
-to_us() {
-    awk -v v="$1" 'BEGIN { n = v + 0; u = v; sub(/^[0-9.]+/, "", u);
-        f = u == "us" ? 1 : u == "ms" ? 1000 : u == "s" ? 1e6 : 0;
-        if (f == 0) { exit 1 } printf "%.1f", n * f }'
-}
-
 # run_once NAME COMMAND...: one run of the load generator on the client CPU; appends to
 # $work/NAME.rows one line "req/s p50_us p99_us cpu_us_per_request server_cpu_percent".
 run_once() {

@@ -38,3 +38,56 @@ started_port() {
     cat "$1" >&2
     return 1
 }
+
+# pid_ticks PID...: CPU ticks (user + system) the processes used so far.
+pid_ticks() {
+    local total=0 pid fields
+    for pid in "$@"; do
+        read -r -a fields <"/proc/$pid/stat"
+        total=$((total + fields[13] + fields[14]))
+    done
+    echo "$total"
+}
+
+# to_us VALUE [DECIMALS]: wrk's "1.23ms" style figure in microseconds (1 decimal by default);
+# fails on a figure without a unit.
+to_us() {
+    awk -v v="$1" -v d="${2:-1}" 'BEGIN { n = v + 0; u = v; sub(/^[0-9.]+/, "", u);
+        f = u == "us" ? 1 : u == "ms" ? 1000 : u == "s" ? 1e6 : 0;
+        if (f == 0) { exit 1 } printf "%.*f", d, n * f }'
+}
+
+# start_nginx: nginx on CPU 0 (one worker) answering GET /healthz like the engine, with its
+# files under $work/nginx; sets nginx_pid (the master) and nginx_port.
+start_nginx() {
+    nginx_port=$(free_port)
+    mkdir -p "$work/nginx"
+    cat >"$work/nginx/nginx.conf" <<CONF
+worker_processes 1;
+worker_cpu_affinity 0001;
+daemon off;
+error_log $work/nginx/error.log warn;
+pid $work/nginx/nginx.pid;
+events { worker_connections 4096; multi_accept on; }
+http {
+    access_log off;
+    keepalive_requests 100000000;
+    client_body_temp_path $work/nginx;
+    proxy_temp_path $work/nginx;
+    fastcgi_temp_path $work/nginx;
+    uwsgi_temp_path $work/nginx;
+    scgi_temp_path $work/nginx;
+    server {
+        listen 127.0.0.1:$nginx_port reuseport;
+        location = /healthz {
+            default_type application/json;
+            return 200 '{"status":"ok"}';
+        }
+    }
+}
+CONF
+    taskset -c "$server_cpu" nginx -p "$work/nginx" -c "$work/nginx/nginx.conf" &
+    nginx_pid=$!
+    pids+=("$nginx_pid")
+    wait_http "$nginx_port"
+}

@@ -36,11 +36,6 @@ run_wrk() {
     echo "$rps $p50 $p99"
 }
 
-to_us() { # wrk prints 123.45us / 1.23ms / 1.02s
-    awk -v v="$1" 'BEGIN { n=v+0; if (v ~ /us$/) print n; else if (v ~ /ms$/) print n*1000;
-        else if (v ~ /s$/) print n*1000000; else print n }'
-}
-
 rm_port=$(free_port)
 cat >"$work/ringmaster.json" <<JSON
 {"listen": "127.0.0.1:$rm_port", "threads": 1, "data_dir": "$work/data",
@@ -50,35 +45,7 @@ taskset -c "$server_cpu" "$bin" --config "$work/ringmaster.json" 2>"$work/ringma
 pids+=($!)
 wait_http "$rm_port"
 
-nginx_port=$(free_port)
-mkdir -p "$work/nginx"
-cat >"$work/nginx/nginx.conf" <<CONF
-worker_processes 1;
-worker_cpu_affinity 0001;
-daemon off;
-error_log $work/nginx/error.log warn;
-pid $work/nginx/nginx.pid;
-events { worker_connections 4096; multi_accept on; }
-http {
-    access_log off;
-    keepalive_requests 100000000;
-    client_body_temp_path $work/nginx;
-    proxy_temp_path $work/nginx;
-    fastcgi_temp_path $work/nginx;
-    uwsgi_temp_path $work/nginx;
-    scgi_temp_path $work/nginx;
-    server {
-        listen 127.0.0.1:$nginx_port reuseport;
-        location = /healthz {
-            default_type application/json;
-            return 200 '{"status":"ok"}';
-        }
-    }
-}
-CONF
-taskset -c "$server_cpu" nginx -p "$work/nginx" -c "$work/nginx/nginx.conf" &
-pids+=($!)
-wait_http "$nginx_port"
+start_nginx
 
 report() { # title, ringmaster figures, nginx figures
     local title=$1; shift

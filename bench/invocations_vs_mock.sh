@@ -104,25 +104,8 @@ engine_config() {
 JSON
 }
 
-# pid_ticks PID...: CPU ticks (user + system) the processes used so far.
-pid_ticks() {
-    local total=0 pid fields
-    for pid in "$@"; do
-        read -r -a fields <"/proc/$pid/stat"
-        total=$((total + fields[13] + fields[14]))
-    done
-    echo "$total"
-}
-
 # rss_kb PID: resident set size in KiB.
 rss_kb() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"; }
-
-# to_us VALUE: wrk's "1.23ms" style figure in microseconds.
-to_us() {
-    awk -v v="$1" 'BEGIN { n = v + 0; u = v; sub(/^[0-9.]+/, "", u);
-        f = u == "us" ? 1 : u == "ms" ? 1000 : u == "s" ? 1e6 : 0;
-        if (f == 0) { exit 1 } printf "%.1f", n * f }'
-}
 
 # mock_count PORT FIELD: a counter from the mock's /mock/stats (the first "chat_completions",
 # "tools": the requests answered).

@@ -78,23 +78,6 @@ mock_answered() {
         sed -n 's/.*"chat_completions":\([0-9]*\).*/\1/p'
 }
 
-# pid_ticks PID...: CPU ticks (user + system) the processes used so far.
-pid_ticks() {
-    local total=0 pid fields
-    for pid in "$@"; do
-        read -r -a fields <"/proc/$pid/stat"
-        total=$((total + fields[13] + fields[14]))
-    done
-    echo "$total"
-}
-
-# to_us VALUE: wrk's "1.23ms" style figure in microseconds.
-to_us() {
-    awk -v v="$1" 'BEGIN { n = v + 0; u = v; sub(/^[0-9.]+/, "", u);
-        f = u == "us" ? 1 : u == "ms" ? 1000 : u == "s" ? 1e6 : 0;
-        if (f == 0) { exit 1 } printf "%.1f", n * f }'
-}
-
 # fail NAME WHY: stops the script with the run's wrk output.
 fail() {
     echo "round $1: $2"

@@ -106,15 +106,6 @@ load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 
 # ---- measuring helpers ----
 
-# pid_ticks PID...: CPU ticks (user + system) the processes used so far.
-pid_ticks() {
-    local total=0 pid fields
-    for pid in "$@"; do
-        read -r -a fields <"/proc/$pid/stat"
-        total=$((total + fields[13] + fields[14]))
-    done
-    echo "$total"
-}
 # core_ticks: "busy total" ticks so far of the server CPU and of the client CPU (all
 # processes on each).
 core_ticks() {
@@ -167,13 +158,6 @@ PY
              "(codes: $(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["codes"])' "$file.json"))"
 }
 
-# to_us VALUE: wrk's "1.23ms" style figure in microseconds.
-to_us() {
-    awk -v v="$1" 'BEGIN { n = v + 0; u = v; sub(/^[0-9.]+/, "", u);
-        f = u == "us" ? 1 : u == "ms" ? 1000 : u == "s" ? 1e6 : 0;
-        if (f == 0) { exit 1 } printf "%.0f", n * f }'
-}
-
 # wrk_point PAIR SIDE ROUND URL CONNECTIONS "PIDS" [wrk options]: one closed-loop wrk run;
 # appends pair,side,round,connections,seconds,req_per_s,p50_us,p99_us,server_cpu_pct,
 # server_core_pct,client_core_pct to the closed-loop rows.
@@ -190,8 +174,8 @@ wrk_point() {
         note "wrk $pair $side: $(grep "Non-2xx\|Socket errors" "$file" | tr -s ' ' | tr '\n' ' ')"
     local rps p50 p99
     rps=$(awk '/^Requests\/sec/ { printf "%.0f", $2 }' "$file")
-    p50=$(to_us "$(awk '$1 == "50%" { print $2 }' "$file")") || p50=0
-    p99=$(to_us "$(awk '$1 == "99%" { print $2 }' "$file")") || p99=0
+    p50=$(to_us "$(awk '$1 == "50%" { print $2 }' "$file")" 0) || p50=0
+    p99=$(to_us "$(awk '$1 == "99%" { print $2 }' "$file")" 0) || p99=0
     [ -n "$rps" ] || { echo "wrk printed no rate ($pair $side):"; cat "$file"; exit 1; }
     echo "$pair,$side,$round,$connections,$wrk_s,$rps,$p50,$p99,$(cpu_pct "$t0" "$t1" "$s" "$e"),$(core_pct "$c0" "$c1")" \
         >>"$work/closed_loop.rows"
@@ -212,36 +196,7 @@ pids+=("$rm_pid")
 rm_port=$(started_port "$work/http-rm.err" "$rm_pid")
 wait_http "$rm_port"
 
-nginx_port=$(free_port)
-mkdir -p "$work/nginx"
-cat >"$work/nginx/nginx.conf" <<CONF
-worker_processes 1;
-worker_cpu_affinity 0001;
-daemon off;
-error_log $work/nginx/error.log warn;
-pid $work/nginx/nginx.pid;
-events { worker_connections 4096; multi_accept on; }
-http {
-    access_log off;
-    keepalive_requests 100000000;
-    client_body_temp_path $work/nginx;
-    proxy_temp_path $work/nginx;
-    fastcgi_temp_path $work/nginx;
-    uwsgi_temp_path $work/nginx;
-    scgi_temp_path $work/nginx;
-    server {
-        listen 127.0.0.1:$nginx_port reuseport;
-        location = /healthz {
-            default_type application/json;
-            return 200 '{"status":"ok"}';
-        }
-    }
-}
-CONF
-taskset -c "$server_cpu" nginx -p "$work/nginx" -c "$work/nginx/nginx.conf" &
-nginx_pid=$!
-pids+=("$nginx_pid")
-wait_http "$nginx_port"
+start_nginx
 nginx_procs="$nginx_pid $(pgrep -P "$nginx_pid" | tr '\n' ' ')" # master and its worker
 
 # Warm-up, not recorded.

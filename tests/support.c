@@ -56,10 +56,10 @@ void test_engine_stop(struct test_engine *test)
     cr_assert_eq(system(command), 0);
 }
 
-int test_connect(uint16_t port)
+int test_connect_try(uint16_t port)
 {
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    cr_assert_geq(fd, 0);
+    cr_assert_geq(fd, 0, "socket: %s", strerror(errno));
     struct timeval timeout = {.tv_sec = 5};
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof(timeout));
     setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &timeout, sizeof(timeout));
@@ -67,8 +67,17 @@ int test_connect(uint16_t port)
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     struct sockaddr_in address = {.sin_family = AF_INET, .sin_port = htons(port)};
     inet_pton(AF_INET, "127.0.0.1", &address.sin_addr);
-    cr_assert_eq(connect(fd, (struct sockaddr *)&address, sizeof(address)), 0,
-                 "connect: %s", strerror(errno));
+    if (connect(fd, (struct sockaddr *)&address, sizeof(address)) != 0) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+int test_connect(uint16_t port)
+{
+    int fd = test_connect_try(port);
+    cr_assert_geq(fd, 0, "connect to port %u: %s", port, strerror(errno));
     return fd;
 }
 

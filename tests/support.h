@@ -30,6 +30,9 @@ void test_engine_stop(struct test_engine *test);
 
 /* A blocking loopback connection with 5 s receive/send timeouts. */
 int test_connect(uint16_t port);
+/* The same without the assertion on connect: -1 when nobody listens (an engine killed on
+ * purpose). Sends and receives time out after 5 s. */
+int test_connect_try(uint16_t port);
 void test_send(int fd, const char *data, size_t length);
 void test_send_text(int fd, const char *text);
 /* Reads until the peer closes (or 5 s pass); returns the bytes read, NUL-terminated. */

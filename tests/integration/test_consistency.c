@@ -91,25 +91,6 @@ static uint32_t run_setting(const char *name, uint32_t fallback, uint32_t maximu
 
 /* ---- one client's HTTP: blocking, keep-alive, never asserting on a dead engine ---- */
 
-static int client_connect(uint16_t port)
-{
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    cr_assert_geq(fd, 0, "socket: %s", strerror(errno));
-    /* A hung engine must not hang the test: the 5 s timeouts turn it into unknown outcomes. */
-    struct timeval timeout = {.tv_sec = 5};
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof(timeout));
-    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &timeout, sizeof(timeout));
-    int one = 1;
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-    struct sockaddr_in address = {.sin_family = AF_INET, .sin_port = htons(port)};
-    inet_pton(AF_INET, "127.0.0.1", &address.sin_addr);
-    if (connect(fd, (struct sockaddr *)&address, sizeof(address)) != 0) {
-        close(fd);
-        return -1;
-    }
-    return fd;
-}
-
 static bool client_send(int fd, const char *data, size_t length)
 {
     for (size_t sent = 0; sent < length;) {
@@ -303,7 +284,7 @@ static void client_invoke(struct client *client, uint64_t sequence)
 static void *client_run(void *argument)
 {
     struct client *client = argument;
-    client->fd = client_connect(client->port);
+    client->fd = test_connect_try(client->port);
     uint64_t retries[CLIENT_RETRIES_MAX];
     uint32_t retry_count = client->retry_count;
     memcpy(retries, client->retries, sizeof(retries));
@@ -438,7 +419,7 @@ static size_t final_acknowledged(const struct consistency_history *history,
 static void final_connect(struct client *client)
 {
     if (client->fd < 0) {
-        client->fd = client_connect(client->port);
+        client->fd = test_connect_try(client->port);
         cr_assert_geq(client->fd, 0, "the restarted engine refuses connections");
     }
 }
