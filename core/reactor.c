@@ -150,6 +150,20 @@ struct io_uring_sqe *reactor_sqe(struct reactor *reactor, struct reactor_op *op)
     return sqe;
 }
 
+void reactor_sqe_reserve(struct reactor *reactor, uint32_t count)
+{
+    RM_ASSERT(reactor == reactor_current_value);
+    RM_ASSERT(count > 0 && count <= reactor->ring.sq.ring_entries);
+    for (int attempt = 0; io_uring_sq_space_left(&reactor->ring) < count; attempt++) {
+        RM_ASSERT(attempt < 1000);
+        int submitted = io_uring_submit(&reactor->ring);
+        if (submitted < 0 && submitted != -EBUSY && submitted != -EAGAIN) {
+            log_error("io_uring_submit failed", "error", strerror(-submitted));
+        }
+        reactor_stat_add(&reactor->stats.submit_retries, 1);
+    }
+}
+
 void reactor_keep_awake(struct reactor *reactor)
 {
     RM_ASSERT(reactor == reactor_current_value);

@@ -69,6 +69,9 @@ struct reactor *reactor_group_get(struct reactor_group *group, uint32_t index);
 /* The next SQE of this reactor's ring, with user_data set to op (NULL op: CQE ignored).
  * Never returns NULL: when the SQ is full it submits first. Must be called on the owner. */
 struct io_uring_sqe *reactor_sqe(struct reactor *reactor, struct reactor_op *op);
+/* Makes room for `count` SQEs, so that the next `count` reactor_sqe() calls go to the kernel
+ * in one submission (an IOSQE_IO_LINK chain must not be split). */
+void reactor_sqe_reserve(struct reactor *reactor, uint32_t count);
 
 /* The reactor's io_uring, for registrations (buffer rings, files); owner thread only. */
 struct io_uring *reactor_ring(struct reactor *reactor);

@@ -13,7 +13,7 @@
 
 static void store_commit_reset(struct store_batch *batch, uint64_t sequence)
 {
-    RM_ASSERT(batch->ops_pending == 0);
+    RM_ASSERT(batch->ops_pending == 0 && batch->writes_pending == 0);
     RM_ASSERT(batch->waiters_head == NULL);
     batch->used = 0;
     batch->run_count = 0;
@@ -21,14 +21,29 @@ static void store_commit_reset(struct store_batch *batch, uint64_t sequence)
     batch->undo_count = 0;
     batch->error = 0;
     batch->sync = false;
+    batch->applied = false;
+    batch->sync_started = false;
     batch->sequence = sequence;
     batch->waiters_tail = NULL;
+}
+
+static struct store_batch *store_commit_batch(struct store_shard *shard, uint64_t sequence)
+{
+    return &shard->batches[sequence % STORE_BATCHES];
+}
+
+static uint32_t store_commit_in_flight(const struct store_shard *shard)
+{
+    RM_ASSERT(shard->filling->sequence > shard->retired_sequence);
+    uint64_t count = shard->filling->sequence - 1 - shard->retired_sequence;
+    RM_ASSERT(count < STORE_BATCHES);
+    return (uint32_t)count;
 }
 
 int store_commit_init(struct store_shard *shard)
 {
     RM_ASSERT(shard->record_max > 0 && shard->record_max <= STORE_RECORD_MAX);
-    for (int i = 0; i < 2; i++) {
+    for (uint32_t i = 0; i < STORE_BATCHES; i++) {
         struct store_batch *batch = &shard->batches[i];
         batch->shard = shard;
         batch->capacity = STORE_BATCH_BYTES + (uint32_t)shard->record_max;
@@ -45,9 +60,9 @@ int store_commit_init(struct store_shard *shard)
         }
     }
     shard->next_sequence = 1;
-    shard->filling = &shard->batches[0];
+    shard->retired_sequence = 0;
+    shard->filling = store_commit_batch(shard, shard->next_sequence);
     store_commit_reset(shard->filling, shard->next_sequence++);
-    shard->flushing = NULL;
     RM_ASSERT(shard->filling->used == 0);
     return 0;
 }
@@ -55,8 +70,8 @@ int store_commit_init(struct store_shard *shard)
 void store_commit_destroy(struct store_shard *shard)
 {
     RM_ASSERT(shard != NULL);
-    RM_ASSERT(shard->flushing == NULL);
-    for (int i = 0; i < 2; i++) {
+    RM_ASSERT(shard->filling == NULL || store_commit_in_flight(shard) == 0);
+    for (uint32_t i = 0; i < STORE_BATCHES; i++) {
         rm_free(shard->batches[i].buffer);
         rm_free(shard->batches[i].undo);
         shard->batches[i].buffer = NULL;
@@ -77,6 +92,8 @@ static bool store_commit_fits(const struct store_shard *shard, uint32_t size)
     return batch->used + size <= batch->capacity && batch->undo_count < STORE_BATCH_RECORDS_MAX &&
            (!store_commit_new_run(shard, batch) || batch->run_count < STORE_BATCH_RUNS_MAX);
 }
+
+static void store_commit_start(struct store_shard *shard);
 
 static int store_commit_roll(struct store_shard *shard)
 {
@@ -122,7 +139,7 @@ int store_commit_reserve(struct store_shard *shard, uint32_t size, uint8_t **out
         }
     }
     if (!store_commit_fits(shard, size)) {
-        store_commit_flush(shard);
+        store_commit_start(shard);
         if (!store_commit_fits(shard, size)) {
             return -EAGAIN;
         }
@@ -218,33 +235,41 @@ static void store_commit_undo(struct store_shard *shard, struct store_batch *bat
     batch->undo_count = 0;
 }
 
-static void store_commit_fail(struct store_shard *shard, struct store_batch *batch)
+/* Every batch not yet retired, once none has an operation in flight. */
+static void store_commit_fail(struct store_shard *shard)
 {
-    RM_ASSERT(batch == shard->flushing);
-    RM_ASSERT(batch->error < 0);
-    shard->failed = batch->error;
-    char lost[32];
-    snprintf(lost, sizeof(lost), "%u", batch->undo_count + shard->filling->undo_count);
+    RM_ASSERT(shard->failed < 0);
+    uint64_t first = shard->retired_sequence + 1;
+    uint64_t last = shard->filling->sequence;
+    uint32_t lost = 0;
+    for (uint64_t s = first; s <= last; s++) {
+        lost += store_commit_batch(shard, s)->undo_count;
+    }
+    char count[32];
+    snprintf(count, sizeof(count), "%u", lost);
     log_error("store: segment write or fdatasync failed; the shard refuses writes until a "
               "restart, and the unacknowledged and async records in flight are undone. "
               "Check the disk (space, errors in dmesg), then restart",
-              "directory", shard->directory, "error", strerror(-batch->error), "records", lost);
+              "directory", shard->directory, "error", strerror(-shard->failed), "records", count);
     store_index_section_begin(shard->epoch_record);
-    store_commit_undo(shard, shard->filling);
-    store_commit_undo(shard, batch);
+    for (uint64_t s = last; s >= first; s--) {
+        store_commit_undo(shard, store_commit_batch(shard, s));
+    }
     store_index_section_end(shard->epoch_record);
-    store_commit_finish_waiters(shard, shard->filling, batch->error);
-    store_commit_finish_waiters(shard, batch, batch->error);
-    store_commit_reset(shard->filling, shard->filling->sequence);
-    shard->flushing = NULL;
+    for (uint64_t s = first; s <= last; s++) {
+        struct store_batch *batch = store_commit_batch(shard, s);
+        store_commit_finish_waiters(shard, batch, shard->failed);
+        store_commit_reset(batch, s);
+    }
+    shard->retired_sequence = last - 1;
 }
 
 static void store_commit_arm_timer(struct store_shard *shard);
 
 static void store_commit_complete(struct store_shard *shard, struct store_batch *batch)
 {
-    RM_ASSERT(batch == shard->flushing);
-    RM_ASSERT(batch->ops_pending == 0 && batch->error == 0);
+    RM_ASSERT(batch->sequence == shard->retired_sequence + 1);
+    RM_ASSERT(batch->ops_pending == 0 && batch->error == 0 && batch->applied);
     store_index_section_begin(shard->epoch_record);
     for (uint32_t i = 0; i < batch->undo_count; i++) {
         if (batch->undo[i].previous != NULL) {
@@ -267,8 +292,30 @@ static void store_commit_complete(struct store_shard *shard, struct store_batch 
         store_stats_observe(&shard->store->stats, shard->index, shard->store->stats.batch_records,
                             batch->undo_count);
     }
-    shard->flushing = NULL;
+    shard->retired_sequence = batch->sequence;
     store_commit_finish_waiters(shard, batch, 0);
+}
+
+/* Oldest first, each once its writes (and fdatasyncs, when it asked for them) are done. */
+static void store_commit_retire(struct store_shard *shard)
+{
+    while (store_commit_in_flight(shard) > 0) {
+        struct store_batch *batch = store_commit_batch(shard, shard->retired_sequence + 1);
+        if (batch->ops_pending > 0 || batch->error != 0 || !batch->applied ||
+            (batch->sync && !batch->sync_started)) {
+            break;
+        }
+        store_commit_complete(shard, batch);
+    }
+    if (shard->failed == 0) {
+        return;
+    }
+    for (uint64_t s = shard->retired_sequence + 1; s < shard->filling->sequence; s++) {
+        if (store_commit_batch(shard, s)->ops_pending > 0) {
+            return;
+        }
+    }
+    store_commit_fail(shard);
 }
 
 static void store_commit_op_done(struct store_shard *shard, struct store_batch *batch,
@@ -278,12 +325,18 @@ static void store_commit_op_done(struct store_shard *shard, struct store_batch *
     RM_ASSERT(shard->inflight > 0);
     batch->ops_pending--;
     shard->inflight--;
+    if (result >= 0 && (uint32_t)result != expected) {
+        result = -EIO; /* a short write to a regular file: the disk is full */
+    }
     if (result < 0 && batch->error == 0) {
         batch->error = result;
-    } else if (result >= 0 && (uint32_t)result != expected && batch->error == 0) {
-        batch->error = -EIO; /* a short write to a regular file: the disk is full */
+    }
+    if (result < 0 && shard->failed == 0) {
+        shard->failed = result;
     }
 }
+
+static void store_commit_advance(struct store_shard *shard);
 
 static void store_commit_sync_callback(struct reactor_op *op, int result, uint32_t flags)
 {
@@ -295,62 +348,116 @@ static void store_commit_sync_callback(struct reactor_op *op, int result, uint32
     if (batch->ops_pending > 0) {
         return;
     }
-    if (batch->error != 0) {
-        store_commit_fail(shard, batch);
-        return;
-    }
-    for (uint32_t i = 0; i < batch->sync_count; i++) {
-        if (batch->syncs[i].segment != NULL) {
-            batch->syncs[i].segment->dirty = false;
-            batch->syncs[i].segment->directory_synced = true;
+    if (batch->error == 0) {
+        for (uint32_t i = 0; i < batch->sync_count; i++) {
+            struct store_segment *segment = batch->syncs[i].segment;
+            /* A later batch may have written into it after this fdatasync started. */
+            if (segment != NULL && segment->dirty_sequence <= batch->sequence) {
+                segment->dirty_sequence = 0;
+            }
+            if (segment != NULL) {
+                segment->directory_synced = true;
+            }
         }
+        uint64_t elapsed = reactor_clock_ns() - batch->started_ns;
+        store_stats_observe(&shard->store->stats, shard->index, shard->store->stats.fsync_latency,
+                            elapsed);
     }
-    uint64_t elapsed = reactor_clock_ns() - batch->started_ns;
-    store_stats_observe(&shard->store->stats, shard->index, shard->store->stats.fsync_latency,
-                        elapsed);
-    store_commit_complete(shard, batch);
+    store_commit_advance(shard);
 }
 
-static void store_commit_sync_add(struct store_batch *batch, struct store_segment *segment)
+static void store_commit_sync_issue(struct store_shard *shard, struct store_batch *batch,
+                                    struct store_segment *segment)
 {
     RM_ASSERT(batch->sync_count < STORE_BATCH_SYNCS_MAX);
     struct store_batch_sync *sync = &batch->syncs[batch->sync_count++];
     sync->segment = segment;
     sync->op = (struct reactor_op){.callback = store_commit_sync_callback, .context = sync};
+    struct io_uring_sqe *sqe = reactor_sqe(shard->reactor, &sync->op);
+    if (segment != NULL) {
+        io_uring_prep_fsync(sqe, segment->fd, IORING_FSYNC_DATASYNC);
+    } else {
+        io_uring_prep_fsync(sqe, shard->directory_fd, 0);
+    }
+    batch->ops_pending++;
+    shard->inflight++;
 }
 
-static void store_commit_sync_start(struct store_shard *shard, struct store_batch *batch)
+static bool store_commit_syncing(const struct store_batch *batch,
+                                 const struct store_segment *segment)
 {
-    RM_ASSERT(batch->sync);
-    RM_ASSERT(batch->ops_pending == 0);
-    bool directory = false;
-    batch->sync_count = 0;
+    for (uint32_t i = 0; i < batch->sync_count; i++) {
+        if (batch->syncs[i].segment == segment) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/* An fdatasync for every dirty segment the batch does not sync yet, then one for the
+ * directory when a synced segment's entry is not durable yet. */
+static void store_commit_sync_rest(struct store_shard *shard, struct store_batch *batch)
+{
     for (uint32_t i = 0; i < shard->segment_count; i++) {
         struct store_segment *segment = shard->segments[i];
-        if (segment->dirty) {
-            store_commit_sync_add(batch, segment);
-            directory = directory || !segment->directory_synced;
+        if (segment->dirty_sequence != 0 && !store_commit_syncing(batch, segment)) {
+            store_commit_sync_issue(shard, batch, segment);
         }
+    }
+    bool directory = false;
+    for (uint32_t i = 0; i < batch->sync_count; i++) {
+        struct store_segment *segment = batch->syncs[i].segment;
+        RM_ASSERT(segment != NULL);
+        directory = directory || !segment->directory_synced;
     }
     if (directory) {
-        store_commit_sync_add(batch, NULL);
+        store_commit_sync_issue(shard, batch, NULL);
     }
-    if (batch->sync_count == 0) {
-        store_commit_complete(shard, batch);
-        return;
-    }
+}
+
+/* Every batch before this one is written, so these fdatasyncs cover them too. */
+static void store_commit_sync_start(struct store_shard *shard, struct store_batch *batch)
+{
+    RM_ASSERT(batch->sync && !batch->sync_started && batch->applied);
+    RM_ASSERT(batch->ops_pending == 0);
+    batch->sync_started = true;
+    batch->sync_count = 0;
     batch->started_ns = reactor_clock_ns();
-    for (uint32_t i = 0; i < batch->sync_count; i++) {
-        struct store_batch_sync *sync = &batch->syncs[i];
-        struct io_uring_sqe *sqe = reactor_sqe(shard->reactor, &sync->op);
-        if (sync->segment != NULL) {
-            io_uring_prep_fsync(sqe, sync->segment->fd, IORING_FSYNC_DATASYNC);
-        } else {
-            io_uring_prep_fsync(sqe, shard->directory_fd, 0);
-        }
-        batch->ops_pending++;
-        shard->inflight++;
+    store_commit_sync_rest(shard, batch);
+}
+
+/* In sequence order, so that each segment's `written` only grows by whole runs. */
+static void store_commit_apply(struct store_shard *shard, struct store_batch *batch)
+{
+    RM_ASSERT(!batch->applied && batch->writes_pending == 0 && batch->error == 0);
+    for (uint32_t r = 0; r < batch->run_count; r++) {
+        struct store_batch_run *run = &batch->runs[r];
+        RM_ASSERT(run->segment->written == run->file_offset);
+        run->segment->written = run->file_offset + run->length;
+        run->segment->dirty_sequence = batch->sequence;
+        store_stats_add(&shard->store->stats, shard->index, shard->store->stats.bytes_written,
+                        run->length);
     }
+    batch->applied = true;
+}
+
+/* Applies written batches and starts fdatasyncs, both in sequence order up to the first
+ * batch still writing, then retires what is done. */
+static void store_commit_advance(struct store_shard *shard)
+{
+    for (uint64_t s = shard->retired_sequence + 1; s < shard->filling->sequence; s++) {
+        struct store_batch *batch = store_commit_batch(shard, s);
+        if (batch->writes_pending > 0 || batch->error != 0 || shard->failed != 0) {
+            break;
+        }
+        if (!batch->applied) {
+            store_commit_apply(shard, batch);
+        }
+        if (batch->sync && !batch->sync_started) {
+            store_commit_sync_start(shard, batch);
+        }
+    }
+    store_commit_retire(shard);
 }
 
 static void store_commit_write_callback(struct reactor_op *op, int result, uint32_t flags)
@@ -359,31 +466,18 @@ static void store_commit_write_callback(struct reactor_op *op, int result, uint3
     struct store_batch *batch = run->batch;
     struct store_shard *shard = batch->shard;
     (void)flags;
-    result = store_shard_fault(shard, result);
-    store_commit_op_done(shard, batch, result, run->length);
-    if (result >= 0 && (uint32_t)result == run->length) {
-        RM_ASSERT(run->segment->written == run->file_offset);
-        run->segment->written = run->file_offset + run->length;
-        run->segment->dirty = true;
-        store_stats_add(&shard->store->stats, shard->index, shard->store->stats.bytes_written,
-                        run->length);
-    }
-    if (batch->ops_pending > 0) {
-        return;
-    }
-    if (batch->error != 0) {
-        store_commit_fail(shard, batch);
-    } else if (batch->sync) {
-        store_commit_sync_start(shard, batch);
-    } else {
-        store_commit_complete(shard, batch);
+    RM_ASSERT(batch->writes_pending > 0);
+    batch->writes_pending--;
+    store_commit_op_done(shard, batch, store_shard_fault(shard, result), run->length);
+    if (batch->writes_pending == 0) {
+        store_commit_advance(shard);
     }
 }
 
 static bool store_commit_dirty(const struct store_shard *shard)
 {
     for (uint32_t i = 0; i < shard->segment_count; i++) {
-        if (shard->segments[i]->dirty) {
+        if (shard->segments[i]->dirty_sequence != 0) {
             return true;
         }
     }
@@ -393,27 +487,59 @@ static bool store_commit_dirty(const struct store_shard *shard)
 uint64_t store_commit_barrier(struct store_shard *shard)
 {
     store_shard_assert_owner(shard);
-    if (shard->filling->used == 0 && shard->flushing == NULL && !store_commit_dirty(shard)) {
+    uint32_t in_flight = store_commit_in_flight(shard);
+    if (shard->filling->used == 0 && in_flight == 0 && !store_commit_dirty(shard)) {
         return shard->synced_sequence;
     }
-    /* An empty filling batch behind a syncing one would never flush (nothing is left dirty
-     * once that sync ends), and that sync covers everything written before it anyway. */
-    if (shard->filling->used == 0 && shard->flushing != NULL && shard->flushing->sync) {
-        return shard->flushing->sequence;
+    /* The newest batch in flight, when it syncs, covers everything written before it. */
+    struct store_batch *newest = store_commit_batch(shard, shard->filling->sequence - 1);
+    if (shard->filling->used == 0 && in_flight > 0 && newest->sync) {
+        return newest->sequence;
     }
     return store_commit_require_sync(shard);
 }
 
-/* Starts the filling batch when there is something to do and nothing in flight. */
-void store_commit_flush(struct store_shard *shard)
+static bool store_commit_prior_applied(struct store_shard *shard,
+                                      const struct store_batch *batch)
 {
-    store_shard_assert_owner(shard);
+    for (uint64_t s = shard->retired_sequence + 1; s < batch->sequence; s++) {
+        if (!store_commit_batch(shard, s)->applied) {
+            return false;
+        }
+    }
+    return true;
+}
+
+static void store_commit_write_issue(struct store_shard *shard, struct store_batch *batch,
+                                     struct store_batch_run *run, bool linked)
+{
+    if (linked) {
+        reactor_sqe_reserve(shard->reactor, 2);
+    }
+    run->op = (struct reactor_op){.callback = store_commit_write_callback, .context = run};
+    struct io_uring_sqe *sqe = reactor_sqe(shard->reactor, &run->op);
+    io_uring_prep_write(sqe, run->segment->fd, batch->buffer + run->buffer_offset, run->length,
+                        run->file_offset);
+    batch->ops_pending++;
+    batch->writes_pending++;
+    shard->inflight++;
+    if (linked) {
+        sqe->flags |= IOSQE_IO_LINK;
+        store_commit_sync_issue(shard, batch, run->segment);
+    }
+}
+
+/* Sends the filling batch when there is something to send and a batch free to fill next. */
+static void store_commit_start(struct store_shard *shard)
+{
     struct store_batch *batch = shard->filling;
-    if (shard->flushing != NULL || shard->failed != 0) {
+    uint32_t in_flight = store_commit_in_flight(shard);
+    if (in_flight == STORE_BATCHES - 1 || shard->failed != 0) {
         return;
     }
+    /* An empty sync batch behind one in flight waits for that one's writes, then syncs. */
     if (batch->used == 0 && batch->waiters_head == NULL &&
-        !(batch->sync && store_commit_dirty(shard))) {
+        !(batch->sync && (in_flight > 0 || store_commit_dirty(shard)))) {
         batch->sync = false;
         return;
     }
@@ -422,22 +548,31 @@ void store_commit_flush(struct store_shard *shard)
             return; /* its file is still being created */
         }
     }
-    shard->flushing = batch;
-    shard->filling = batch == &shard->batches[0] ? &shard->batches[1] : &shard->batches[0];
+    shard->filling = store_commit_batch(shard, shard->next_sequence);
     store_commit_reset(shard->filling, shard->next_sequence++);
     batch->started_ns = reactor_clock_ns();
-    if (batch->run_count == 0) {
-        store_commit_sync_start(shard, batch);
-        return;
-    }
+    /* With every batch before it written, the batch's fdatasyncs can follow its writes
+     * at once, each linked behind the write into its segment: one trip through the kernel
+     * instead of a write, a wake-up of this loop, then the fdatasync. */
+    bool linked = batch->sync && batch->run_count > 0 && store_commit_prior_applied(shard, batch);
+    batch->sync_started = linked;
+    batch->sync_count = 0;
     for (uint32_t r = 0; r < batch->run_count; r++) {
-        struct store_batch_run *run = &batch->runs[r];
-        run->op = (struct reactor_op){.callback = store_commit_write_callback, .context = run};
-        struct io_uring_sqe *sqe = reactor_sqe(shard->reactor, &run->op);
-        io_uring_prep_write(sqe, run->segment->fd, batch->buffer + run->buffer_offset,
-                            run->length, run->file_offset);
-        batch->ops_pending++;
-        shard->inflight++;
+        store_commit_write_issue(shard, batch, &batch->runs[r], linked);
+    }
+    if (linked) {
+        store_commit_sync_rest(shard, batch);
+    }
+    store_commit_advance(shard);
+}
+
+/* An async batch waits for the batches in flight (its records are acknowledged already, and
+ * one write per tick is cheaper than several); a batch someone waits on goes at once. */
+void store_commit_flush(struct store_shard *shard)
+{
+    store_shard_assert_owner(shard);
+    if (shard->filling->sync || store_commit_in_flight(shard) == 0) {
+        store_commit_start(shard);
     }
 }
 
@@ -478,7 +613,8 @@ void store_commit_tick(struct store_shard *shard)
         shard->filling->sync = true;
     }
     store_commit_flush(shard);
-    if (shard->unsynced_since_ns != 0 && shard->flushing == NULL && !shard->timer_armed) {
+    if (shard->unsynced_since_ns != 0 && store_commit_in_flight(shard) == 0 &&
+        !shard->timer_armed) {
         store_commit_arm_timer(shard);
     }
 }
@@ -486,7 +622,7 @@ void store_commit_tick(struct store_shard *shard)
 bool store_commit_idle(const struct store_shard *shard)
 {
     RM_ASSERT(shard != NULL);
-    return shard->flushing == NULL && shard->filling->used == 0 &&
+    return store_commit_in_flight(shard) == 0 && shard->filling->used == 0 &&
            shard->filling->waiters_head == NULL && shard->unsynced_since_ns == 0 &&
            !shard->timer_armed;
 }
@@ -505,7 +641,7 @@ static void store_commit_write_blocking(struct store_shard *shard, struct store_
                       "may be lost", "file", run->segment->path);
             continue;
         }
-        run->segment->dirty = true;
+        run->segment->dirty_sequence = batch->sequence;
     }
     RM_ASSERT(shard->reactor == reactor_current());
 }
@@ -513,22 +649,24 @@ static void store_commit_write_blocking(struct store_shard *shard, struct store_
 bool store_commit_close(struct store_shard *shard)
 {
     store_shard_assert_owner(shard);
-    bool settled = shard->flushing == NULL;
+    bool settled = store_commit_in_flight(shard) == 0;
     if (shard->failed != 0) {
         return settled;
     }
     if (!settled) {
-        /* The drain deadline passed with a batch in flight: write its bytes again (same
-         * bytes, same offsets) so that what it acknowledged is on disk either way. */
+        /* The drain deadline passed with batches in flight: write their bytes again (same
+         * bytes, same offsets, in order) so that what they acknowledged is on disk either
+         * way. */
         log_warn("store: closing with a flush in flight; rewriting it synchronously",
                  "directory", shard->directory);
-        store_commit_write_blocking(shard, shard->flushing);
     }
-    store_commit_write_blocking(shard, shard->filling);
+    for (uint64_t s = shard->retired_sequence + 1; s <= shard->filling->sequence; s++) {
+        store_commit_write_blocking(shard, store_commit_batch(shard, s));
+    }
     for (uint32_t i = 0; i < shard->segment_count; i++) {
         struct store_segment *segment = shard->segments[i];
-        if (segment->dirty && segment->fd >= 0 && fdatasync(segment->fd) == 0) {
-            segment->dirty = false;
+        if (segment->dirty_sequence != 0 && segment->fd >= 0 && fdatasync(segment->fd) == 0) {
+            segment->dirty_sequence = 0;
         }
     }
     if (shard->directory_fd >= 0) {

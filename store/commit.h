@@ -2,18 +2,21 @@
 #define RM_STORE_COMMIT_H
 
 /* Group commit. Records are encoded straight into the shard's filling batch; once per
- * reactor tick (and at once when the batch is full and no flush is in flight) the batch goes
- * out as one io_uring write per segment it touches, followed by one fdatasync per dirty
- * segment when any write in it asked for durability. Only one batch is in flight: while it
- * is, new records accumulate in the other one, and when that one is full too writers get
- * -EAGAIN (the HTTP layer answers 503 with Retry-After; a wait queue would only move the
- * bound elsewhere).
+ * reactor tick (and at once when the batch is full) the batch goes out as one io_uring write
+ * per segment it touches, followed by one fdatasync per dirty segment when any write in it
+ * asked for durability. Up to STORE_BATCHES - 1 batches are in flight: an async batch waits
+ * for the ones before it, a sync batch goes at once, so a sync writer waits for one
+ * fdatasync rather than for the one in flight and then its own. A batch's fdatasyncs start
+ * once every earlier batch is written, so each covers all before it; batches are retired
+ * (answered, their old snapshots freed) in sequence order. When every batch is busy and the
+ * filling one is full, writers get -EAGAIN (the HTTP layer answers 503 with Retry-After; a
+ * wait queue would only move the bound elsewhere).
  *
  * Every index change made for a batch is logged (entry, previous snapshot). On success the
- * previous snapshots are retired through the epoch; on a failed write or fsync both batches
- * are undone, so that the index never shows what the disk does not have, and the shard
- * refuses writes until a restart (a failed fsync cannot be retried safely on Linux: the
- * kernel may have dropped the dirty pages). */
+ * previous snapshots are retired through the epoch; on a failed write or fsync every batch
+ * not yet retired is undone, so that the index never shows what the disk does not have, and
+ * the shard refuses writes until a restart (a failed fsync cannot be retried safely on
+ * Linux: the kernel may have dropped the dirty pages) */
 
 #include <stdbool.h>
 #include <stdint.h>
@@ -45,7 +48,7 @@ void store_commit_flush(struct store_shard *shard);
 void store_commit_tick(struct store_shard *shard);
 bool store_commit_idle(const struct store_shard *shard);
 /* Teardown, after the loop ended: writes and syncs what is left with blocking calls. Returns
- * false when a batch was still in flight (its buffer must then not be freed). */
+ * false when a batch was still in flight (its buffers must then not be freed). */
 bool store_commit_close(struct store_shard *shard);
 
 #endif

@@ -412,7 +412,7 @@ static void store_hint_submit(struct store_shard *shard)
 static bool store_hint_wanted(const struct store_shard *shard, const struct store_segment *segment)
 {
     return segment->state == STORE_SEGMENT_SEALED && !segment->hinted && !segment->hint_failed &&
-           segment->pending_runs == 0 && !segment->dirty && segment->fd >= 0 &&
+           segment->pending_runs == 0 && segment->dirty_sequence == 0 && segment->fd >= 0 &&
            segment->written == segment->size && segment != shard->compaction.victim;
 }
 

@@ -23,13 +23,16 @@
 #define STORE_BATCH_BYTES (4u << 20)    /* group-commit buffer, plus one largest record */
 #define STORE_BATCH_RECORDS_MAX 32768u  /* records per batch (the undo log's size) */
 #define STORE_BATCH_RUNS_MAX 2u         /* a batch spans at most one segment roll */
-#define STORE_BATCH_SYNCS_MAX 8u        /* fdatasyncs per batch: dirty segments + directory */
+/* One batch filling, the others in flight: sync batches overlap their fdatasyncs, which the
+ * disk serves faster together than one after the other. */
+#define STORE_BATCHES 4u
+#define STORE_BATCH_SYNCS_MAX 10u       /* fdatasyncs per batch: dirty segments + directory */
 #define STORE_COMPACT_SLICE_BYTES (256u << 10) /* read per tick by compaction */
 #define STORE_SEGMENT_BYTES_MIN 4096u
 #define STORE_DONE_BATCH 4096u          /* completions delivered per tick */
 
-_Static_assert(STORE_BATCH_RUNS_MAX + 2 <= STORE_BATCH_SYNCS_MAX,
-               "a sync batch fsyncs its runs' segments, the previous one and the directory");
+_Static_assert(STORE_BATCHES * STORE_BATCH_RUNS_MAX + 1 <= STORE_BATCH_SYNCS_MAX,
+               "a sync batch fsyncs the segments of every unsynced batch and the directory");
 _Static_assert(STORE_BATCH_RECORDS_MAX * (STORE_RECORD_HEADER_BYTES + 1) <= STORE_BATCH_BYTES,
                "a batch of the smallest records fills its undo log before its buffer");
 
@@ -63,7 +66,7 @@ struct store_segment {
     uint32_t pending_runs;
     uint32_t reads;        /* reads in flight on fd */
     uint32_t deletes;      /* unlinks in flight */
-    bool dirty;            /* written since its last fdatasync */
+    uint64_t dirty_sequence; /* the last batch written into it since its fdatasync; 0: clean */
     bool directory_synced; /* its directory entry is durable */
     bool hinted;           /* its hint file is durable */
     bool hint_failed;      /* writing its hint failed: recovery scans it instead */
@@ -111,9 +114,12 @@ struct store_batch {
     uint32_t run_count;
     uint32_t sync_count;
     uint32_t undo_count;
-    uint32_t ops_pending;
+    uint32_t ops_pending;    /* writes and fdatasyncs in flight */
+    uint32_t writes_pending; /* writes in flight */
     int error;
     bool sync; /* ends with fdatasync: a sync write, a roll, compaction or the async timer */
+    bool applied;      /* its writes are counted in their segments (in sequence order) */
+    bool sync_started; /* its fdatasyncs went out, after every earlier batch was written */
     uint64_t sequence;
     uint64_t started_ns;
     struct store_request *waiters_head;
@@ -174,9 +180,11 @@ struct store_shard {
     uint32_t segment_count;
     struct store_segment *active;
     uint32_t next_segment_id;
-    struct store_batch batches[2];
+    /* Batch n lives in batches[n % STORE_BATCHES]; the ones after retired_sequence and
+     * before the filling one are in flight. */
+    struct store_batch batches[STORE_BATCHES];
     struct store_batch *filling;
-    struct store_batch *flushing; /* NULL: no flush in flight */
+    uint64_t retired_sequence; /* every batch up to it is written, synced if asked, answered */
     uint64_t next_sequence;
     /* Every batch up to it is written and fdatasynced. The owner stores it with
      * rm_atomic_store_64; other cores load it to tell whether a snapshot is durable. */

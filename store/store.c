@@ -161,7 +161,6 @@ static void store_destroy_shard(struct store_shard *shard)
         }
     }
     if (!shard->leak_batches) {
-        shard->flushing = NULL;
         store_commit_destroy(shard);
         store_compact_destroy(shard);
         store_hint_destroy(shard);
