@@ -58,9 +58,9 @@ void store_stats_init(struct store_stats *stats, struct metrics_registry *regist
                                               "State reads, call to callback.", 1000);
     stats->write_latency = store_stats_seconds(r, "state_write_latency_seconds",
                                                "State writes, call to acknowledgement.", 1000);
-    stats->fsync_latency = store_stats_seconds(r, "store_fsync_latency_seconds",
-                                               "Group-commit fdatasync latency (from the write when linked "
-                                               "behind it).", 1000);
+    stats->fsync_latency = store_stats_seconds(
+        r, "store_fsync_latency_seconds",
+        "Group-commit fdatasync latency (from the write when linked behind it).", 1000);
     stats->recovery_seconds = store_stats_seconds(r, "store_recovery_seconds",
                                                   "Shard recovery time at start.", 100000);
     int family = metrics_histogram_family(r, "store_commit_batch_records",
