@@ -9,6 +9,7 @@
 #include "core/log.h"
 #include "core/rm_assert.h"
 #include "store/hint.h"
+#include "store/prefill.h"
 #include "store/segment.h"
 
 static void store_commit_reset(struct store_batch *batch, uint64_t sequence)
@@ -544,8 +545,10 @@ static void store_commit_start(struct store_shard *shard)
         return;
     }
     for (uint32_t r = 0; r < batch->run_count; r++) {
-        if (batch->runs[r].segment->fd < 0) {
-            return; /* its file is still being created */
+        struct store_batch_run *run = &batch->runs[r];
+        if (run->segment->fd < 0 ||
+            store_prefill_overlaps(run->segment, run->file_offset, run->length)) {
+            return; /* its file is still being created, or zeros are still going there */
         }
     }
     shard->filling = store_commit_batch(shard, shard->next_sequence);
@@ -646,6 +649,20 @@ static void store_commit_write_blocking(struct store_shard *shard, struct store_
     RM_ASSERT(shard->reactor == reactor_current());
 }
 
+/* A stopped store leaves segment files that end with their records: the zeros written ahead
+ * are only worth keeping while appending. */
+static void store_commit_trim(struct store_shard *shard)
+{
+    for (uint32_t i = 0; i < shard->segment_count; i++) {
+        struct store_segment *segment = shard->segments[i];
+        if (segment->fd >= 0 && segment->prefilled > segment->size &&
+            ftruncate(segment->fd, (off_t)segment->size) != 0) {
+            log_warn("store: cannot trim the zeros after a segment's records; they stay",
+                     "file", segment->path, "error", strerror(errno));
+        }
+    }
+}
+
 bool store_commit_close(struct store_shard *shard)
 {
     store_shard_assert_owner(shard);
@@ -672,5 +689,6 @@ bool store_commit_close(struct store_shard *shard)
     if (shard->directory_fd >= 0) {
         fsync(shard->directory_fd);
     }
+    store_commit_trim(shard);
     return settled;
 }

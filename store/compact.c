@@ -42,6 +42,7 @@ static bool store_compact_candidate(const struct store_shard *shard,
     uint64_t percent = shard->store->config.store.compact_dead_percent;
     return segment->state == STORE_SEGMENT_SEALED && segment != shard->active &&
            segment->fd >= 0 && segment->pending_runs == 0 && segment->dirty_sequence == 0 &&
+           segment->prefill_length == 0 &&
            !segment->compact_refused && segment != shard->hint.segment && segment->size > 0 &&
            segment->written == segment->size &&
            (segment->size - segment->live_bytes) * 100 > segment->size * percent;

@@ -93,6 +93,11 @@ static int store_hint_header_check(const uint8_t *image, size_t length, uint32_t
     return 0;
 }
 
+uint64_t store_hint_segment_bytes(const uint8_t *image, size_t length)
+{
+    return length < STORE_HINT_HEADER_BYTES ? 0 : store_hint_u64(image + 16);
+}
+
 int store_hint_parse(const uint8_t *image, size_t length, uint32_t segment_id,
                      uint64_t segment_bytes, store_hint_visitor visitor, void *context)
 {

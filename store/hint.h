@@ -7,8 +7,9 @@
  * fails its CRC makes recovery scan the segment instead.
  *
  *   header (32 bytes): u32 magic "RMHT", u32 format 1, u32 segment id, u32 entry count,
- *                      u64 segment bytes, u32 crc32c of the entries, u32 crc32c of the
- *                      first 28 header bytes
+ *                      u64 segment bytes (its records' end: zeros written ahead may
+ *                      follow), u32 crc32c of the entries, u32 crc32c of the first 28
+ *                      header bytes
  *   entry (40 bytes + key): u8 type, u8 0, u16 key length, u32 record length,
  *                      u32 value length, u32 0, u64 offset, u64 version, u64 expiry */
 
@@ -33,6 +34,9 @@ struct store_hint_entry {
 
 typedef int (*store_hint_visitor)(void *context, const struct store_hint_entry *entry);
 
+/* The segment bytes a hint image's header claims (0 when the image is too short to say);
+ * store_hint_parse checks them. */
+uint64_t store_hint_segment_bytes(const uint8_t *image, size_t length);
 /* Validates the whole image first (CRCs, bounds), then visits each entry. Returns 0,
  * -EBADMSG for an invalid image, or the visitor's nonzero return. */
 int store_hint_parse(const uint8_t *image, size_t length, uint32_t segment_id,

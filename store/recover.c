@@ -34,6 +34,7 @@ struct store_recover_context {
     struct store_segment *segment;
     uint64_t records;
     uint64_t base; /* segment offset of the scan window's first byte */
+    uint64_t hinted_bytes; /* the segment's record bytes, as its hint says */
     uint32_t pending_head;
     uint32_t pending_count;
     struct store_recover_pending pending[STORE_RECOVER_PIPELINE];
@@ -195,9 +196,37 @@ static int store_recover_read(int fd, uint64_t length, uint8_t **image)
     return 0;
 }
 
+/* Whether [from, to) of the file holds only zeros: what the zero fill wrote ahead of the
+ * records (prefill.h), not a torn or corrupt tail. */
+static bool store_recover_zero_tail(int fd, uint64_t from, uint64_t to)
+{
+    uint8_t buffer[64 << 10];
+    while (from < to) {
+        size_t length = to - from < sizeof(buffer) ? (size_t)(to - from) : sizeof(buffer);
+        if (store_recover_pread(fd, buffer, length, from) != 0) {
+            return false;
+        }
+        for (size_t i = 0; i < length; i++) {
+            if (buffer[i] != 0) {
+                return false;
+            }
+        }
+        from += length;
+    }
+    return true;
+}
+
 static void store_recover_truncate(struct store_shard *shard, struct store_segment *segment,
                                    uint64_t good, uint64_t size, int reason)
 {
+    if (store_recover_zero_tail(segment->fd, good, size)) {
+        /* The records end where the zeros start; a lost truncate only brings zeros back. */
+        if (ftruncate(segment->fd, (off_t)good) != 0) {
+            log_warn("store: cannot trim the zeros after a segment's records; they stay",
+                     "file", segment->path, "error", strerror(errno));
+        }
+        return;
+    }
     char offset[32];
     char dropped[32];
     snprintf(offset, sizeof(offset), "%llu", (unsigned long long)good);
@@ -307,8 +336,14 @@ static int store_recover_hint(struct store_recover_context *recover, uint64_t si
         result = store_recover_read(fd, (uint64_t)status.st_size, &image);
     }
     close(fd);
+    /* The segment file may go on past its records with zeros written ahead (prefill.h). */
+    uint64_t records = result == 0 ? store_hint_segment_bytes(image, (size_t)status.st_size) : 0;
+    if (result == 0 && (records > size || !store_recover_zero_tail(segment->fd, records, size))) {
+        result = -EBADMSG;
+    }
     if (result == 0) {
-        result = store_hint_parse(image, (size_t)status.st_size, segment->id, size,
+        recover->hinted_bytes = records;
+        result = store_hint_parse(image, (size_t)status.st_size, segment->id, records,
                                   store_recover_hint_entry, recover);
         int drained = store_recover_pending_drain(recover);
         result = result == 0 ? drained : result;
@@ -430,8 +465,8 @@ static int store_recover_segment(struct store_shard *shard, uint32_t id, bool la
     uint64_t size = (uint64_t)status.st_size;
     result = last ? -ENOENT : store_recover_hint(&recover, size);
     if (result == 0) {
-        segment->size = size;
-        segment->written = size;
+        segment->size = recover.hinted_bytes;
+        segment->written = recover.hinted_bytes;
         segment->hinted = true;
     } else if (result == -ENOENT || result == -EBADMSG || result == -EIO) {
         result = store_recover_scan(&recover, size);

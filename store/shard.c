@@ -13,6 +13,7 @@
 #include "store/commit.h"
 #include "store/compact.h"
 #include "store/hint.h"
+#include "store/prefill.h"
 #include "store/read.h"
 #include "store/recover.h"
 #include "store/write.h"
@@ -366,6 +367,7 @@ static void store_shard_tick(struct reactor *reactor, void *context)
         reactor_keep_awake(reactor);
     }
     store_commit_tick(shard);
+    store_prefill_tick(shard);
     store_hint_tick(shard);
     store_compact_tick(shard);
     store_cache_evict(shard);

@@ -67,6 +67,10 @@ struct store_segment {
     uint32_t reads;        /* reads in flight on fd */
     uint32_t deletes;      /* unlinks in flight */
     uint64_t dirty_sequence; /* the last batch written into it since its fdatasync; 0: clean */
+    uint64_t prefilled;      /* the file's end as far as zero fills went (prefill.h) */
+    uint64_t prefill_offset; /* the zero fill in flight, when prefill_length > 0 */
+    uint32_t prefill_length;
+    struct reactor_op prefill_op;
     bool directory_synced; /* its directory entry is durable */
     bool hinted;           /* its hint file is durable */
     bool hint_failed;      /* writing its hint failed: recovery scans it instead */
@@ -172,6 +176,7 @@ struct store_shard {
     uint32_t index;
     bool open;
     int failed; /* 0, or the disk error after which writes are refused */
+    bool prefill_failed; /* a zero fill failed: appends go without them from then on */
     ck_epoch_record_t *epoch_record;
     struct store_index keys;
     char directory[STORE_PATH_MAX];
@@ -215,6 +220,7 @@ struct store {
     struct config config;
     uint32_t shard_count;
     uint64_t record_max; /* header + longest key + max_value_bytes */
+    bool prefill;        /* some namespace is sync: zeros go ahead of the records (prefill.h) */
     struct store_stats stats;
     ck_epoch_t epoch;
     void *epoch_records_allocation;

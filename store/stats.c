@@ -68,6 +68,10 @@ void store_stats_init(struct store_stats *stats, struct metrics_registry *regist
     stats->batch_records = family < 0 ? -1 : metrics_series(r, family, "");
     stats->bytes_written = store_stats_series(r, "store_bytes_written_total",
                                               "Bytes appended to segments.", METRICS_COUNTER);
+    stats->prefilled_bytes = store_stats_series(
+        r, "store_prefilled_bytes_total",
+        "Zero bytes written ahead of the active segment's end (store/prefill.h).",
+        METRICS_COUNTER);
     stats->gauges[STORE_STATS_LIVE_BYTES] = store_stats_series(
         r, "store_live_bytes", "Segment bytes the index points at.", METRICS_GAUGE);
     stats->gauges[STORE_STATS_DEAD_BYTES] = store_stats_series(

@@ -35,6 +35,7 @@ struct store_stats {
     int fsync_latency;
     int batch_records;
     int bytes_written;
+    int prefilled_bytes;
     int gauges[3];
     int compactions;
     int recovery_seconds;

@@ -16,6 +16,7 @@
 #include "store/commit.h"
 #include "store/compact.h"
 #include "store/hint.h"
+#include "store/prefill.h"
 #include "store/record.h"
 #include "store/segment.h"
 #include "store/shard.h"
@@ -124,6 +125,7 @@ int store_create(const struct config *config, uint32_t shards, struct metrics_re
         return -ENOMEM;
     }
     store->config = *config;
+    store->prefill = store_prefill_wanted(config);
     store->shard_count = shards;
     store->record_max = store_record_size(STORE_FULL_KEY_MAX, config->limits.max_value_bytes);
     store_stats_init(&store->stats, metrics);
