@@ -1,7 +1,6 @@
 #include "net/http_response.h"
 
 #include <errno.h>
-#include <stdio.h>
 #include <string.h>
 #include <time.h>
 
@@ -9,7 +8,6 @@
 #include "core/rm_assert.h"
 
 #define HTTP_OUTPUT_INITIAL_BYTES 4096
-#define HTTP_RESPONSE_HEAD_MAX 8192
 
 static int http_output_reserve(struct http_output *output, size_t extra)
 {
@@ -30,45 +28,105 @@ static int http_output_reserve(struct http_output *output, size_t extra)
     return 0;
 }
 
-static size_t http_response_head_write(char *head, const struct http_response_head *response)
+/* A head being written. Bytes past `size` are counted but not written, so that an overflow
+ * shows once, at the end, instead of after every piece. */
+struct http_head_text {
+    char *data;
+    size_t size;
+    size_t used;
+};
+
+static void http_head_put(struct http_head_text *text, const char *bytes, size_t length)
 {
-    int length = snprintf(head, HTTP_RESPONSE_HEAD_MAX,
-                          "HTTP/1.1 %d %s\r\nServer: ringmaster\r\nDate: %s\r\n",
-                          response->status, http_status_reason(response->status),
-                          response->date);
-    RM_ASSERT(length > 0 && length < HTTP_RESPONSE_HEAD_MAX);
-    size_t used = (size_t)length;
-    for (size_t i = 0; i < response->header_count; i++) {
-        length = snprintf(head + used, HTTP_RESPONSE_HEAD_MAX - used, "%s: %s\r\n",
-                          response->headers[i].name, response->headers[i].value);
-        RM_ASSERT(length > 0 && (size_t)length < HTTP_RESPONSE_HEAD_MAX - used);
-        used += (size_t)length;
+    RM_ASSERT(bytes != NULL || length == 0);
+    if (text->used <= text->size && length <= text->size - text->used) {
+        memcpy(text->data + text->used, bytes, length);
     }
-    bool has_content = response->status >= 200 && response->status != 204 &&
-                       response->status != 304;
-    if (response->content_type != NULL && has_content) {
-        used += (size_t)snprintf(head + used, HTTP_RESPONSE_HEAD_MAX - used,
-                                 "Content-Type: %s\r\n", response->content_type);
+    text->used += length;
+}
+
+static void http_head_put_string(struct http_head_text *text, const char *string)
+{
+    RM_ASSERT(string != NULL);
+    http_head_put(text, string, strlen(string));
+}
+
+/* "HTTP/1.1 200 OK\r\nServer: ringmaster\r\nDate: ...\r\n" */
+static void http_head_put_start(struct http_head_text *text, const struct http_response_head *head)
+{
+    static const char server_date[] = "\r\nServer: ringmaster\r\nDate: ";
+    RM_ASSERT(head->status >= 100 && head->status <= 599);
+    RM_ASSERT(head->date != NULL && head->date[HTTP_RESPONSE_DATE_BYTES] == '\0');
+    char status[] = "HTTP/1.1 000 ";
+    status[9] = (char)('0' + head->status / 100);
+    status[10] = (char)('0' + head->status / 10 % 10);
+    status[11] = (char)('0' + head->status % 10);
+    http_head_put(text, status, sizeof(status) - 1);
+    http_head_put_string(text, http_status_reason(head->status));
+    http_head_put(text, server_date, sizeof(server_date) - 1);
+    http_head_put(text, head->date, HTTP_RESPONSE_DATE_BYTES);
+    http_head_put(text, "\r\n", 2);
+}
+
+static void http_head_put_field(struct http_head_text *text, const char *name, size_t name_length,
+                                const char *value)
+{
+    RM_ASSERT(name != NULL && value != NULL);
+    http_head_put(text, name, name_length);
+    http_head_put(text, ": ", 2);
+    http_head_put_string(text, value);
+    http_head_put(text, "\r\n", 2);
+}
+
+/* Content-Type and the body's framing; a status without content gets neither. */
+static void http_head_put_body_fields(struct http_head_text *text,
+                                      const struct http_response_head *head)
+{
+    static const char length_name[] = "Content-Length: ";
+    static const char chunked[] = "Transfer-Encoding: chunked\r\n";
+    bool has_content = head->status >= 200 && head->status != 204 && head->status != 304;
+    RM_ASSERT(has_content || head->framing == HTTP_FRAMING_LENGTH);
+    if (!has_content) {
+        return;
     }
-    if (has_content) {
-        used += (size_t)snprintf(head + used, HTTP_RESPONSE_HEAD_MAX - used,
-                                 "Content-Length: %zu\r\n", response->body_length);
+    if (head->content_type != NULL) {
+        http_head_put_field(text, "Content-Type", strlen("Content-Type"), head->content_type);
     }
-    const char *connection = response->close        ? "Connection: close\r\n"
-                             : response->keep_alive ? "Connection: keep-alive\r\n"
-                                                    : "";
-    used += (size_t)snprintf(head + used, HTTP_RESPONSE_HEAD_MAX - used, "%s\r\n", connection);
-    RM_ASSERT(used < HTTP_RESPONSE_HEAD_MAX);
-    return used;
+    if (head->framing == HTTP_FRAMING_LENGTH) {
+        char digits[HTTP_RESPONSE_DECIMAL_MAX];
+        http_head_put(text, length_name, sizeof(length_name) - 1);
+        http_head_put(text, digits, http_response_decimal(digits, head->body_length));
+        http_head_put(text, "\r\n", 2);
+    } else if (head->framing == HTTP_FRAMING_CHUNKED) {
+        http_head_put(text, chunked, sizeof(chunked) - 1);
+    }
+}
+
+size_t http_response_head_write(char *data, size_t size, const struct http_response_head *head)
+{
+    RM_ASSERT(data != NULL && size > 0);
+    RM_ASSERT(head->headers != NULL || head->header_count == 0);
+    struct http_head_text text = {data, size, 0};
+    http_head_put_start(&text, head);
+    for (size_t i = 0; i < head->header_count; i++) {
+        const struct http_response_header *header = &head->headers[i];
+        http_head_put_field(&text, header->name, strlen(header->name), header->value);
+    }
+    http_head_put_body_fields(&text, head);
+    const char *connection = head->close        ? "Connection: close\r\n\r\n"
+                             : head->keep_alive ? "Connection: keep-alive\r\n\r\n"
+                                                : "\r\n";
+    http_head_put_string(&text, connection);
+    return text.used < size ? text.used : 0;
 }
 
 int http_response_append(struct http_output *output, const struct http_response_head *head,
                          const char *body)
 {
-    RM_ASSERT(head->status >= 100 && head->status <= 599);
-    RM_ASSERT(head->date != NULL);
+    RM_ASSERT(head->framing == HTTP_FRAMING_LENGTH);
     char text[HTTP_RESPONSE_HEAD_MAX];
-    size_t head_length = http_response_head_write(text, head);
+    size_t head_length = http_response_head_write(text, sizeof(text), head);
+    RM_ASSERT(head_length > 0);
     size_t body_length = head->omit_body ? 0 : head->body_length;
     if (http_output_reserve(output, head_length + body_length) != 0) {
         return -ENOMEM;
@@ -104,20 +162,52 @@ void http_response_format_date(char *date, long long seconds)
     RM_ASSERT(length == HTTP_RESPONSE_DATE_BYTES);
 }
 
+/* Digits of value in `base`, most significant first. */
+static size_t http_response_digits(char *dst, uint64_t value, unsigned base)
+{
+    static const char digit_chars[] = "0123456789abcdef";
+    RM_ASSERT(base == 10 || base == 16);
+    char reversed[HTTP_RESPONSE_DECIMAL_MAX];
+    size_t count = 0;
+    do {
+        reversed[count++] = digit_chars[value % base];
+        value /= base;
+    } while (value != 0);
+    RM_ASSERT(count <= HTTP_RESPONSE_DECIMAL_MAX);
+    for (size_t i = 0; i < count; i++) {
+        dst[i] = reversed[count - 1 - i];
+    }
+    return count;
+}
+
+size_t http_response_decimal(char *dst, uint64_t value)
+{
+    return http_response_digits(dst, value, 10);
+}
+
+size_t http_response_hex(char *dst, uint64_t value)
+{
+    size_t count = http_response_digits(dst, value, 16);
+    RM_ASSERT(count <= HTTP_RESPONSE_HEX_MAX);
+    return count;
+}
+
 size_t http_response_json_escape(char *dst, size_t size, const char *text)
 {
     RM_ASSERT(size >= 1);
     size_t used = 0;
     for (const unsigned char *p = (const unsigned char *)text; *p != '\0'; p++) {
-        char escaped[8];
+        char escaped[6] = {(char)*p};
         size_t length = 1;
-        escaped[0] = (char)*p;
         if (*p == '"' || *p == '\\') {
             escaped[0] = '\\';
             escaped[1] = (char)*p;
             length = 2;
         } else if (*p < 0x20) {
-            length = (size_t)snprintf(escaped, sizeof(escaped), "\\u%04x", *p);
+            memcpy(escaped, "\\u00", 4);
+            escaped[4] = (char)('0' + (*p >> 4));
+            http_response_hex(&escaped[5], *p & 0xfu);
+            length = 6;
         }
         if (used + length >= size) {
             break;
