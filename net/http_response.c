@@ -162,33 +162,31 @@ void http_response_format_date(char *date, long long seconds)
     RM_ASSERT(length == HTTP_RESPONSE_DATE_BYTES);
 }
 
-/* Digits of value in `base`, most significant first. */
-static size_t http_response_digits(char *dst, uint64_t value, unsigned base)
-{
-    static const char digit_chars[] = "0123456789abcdef";
-    RM_ASSERT(base == 10 || base == 16);
-    char reversed[HTTP_RESPONSE_DECIMAL_MAX];
-    size_t count = 0;
-    do {
-        reversed[count++] = digit_chars[value % base];
-        value /= base;
-    } while (value != 0);
-    RM_ASSERT(count <= HTTP_RESPONSE_DECIMAL_MAX);
-    for (size_t i = 0; i < count; i++) {
-        dst[i] = reversed[count - 1 - i];
-    }
-    return count;
-}
-
+/* The digit count comes first so that digits are written in place, last to first; the
+ * divisions are by constants, which compile to multiplications. */
 size_t http_response_decimal(char *dst, uint64_t value)
 {
-    return http_response_digits(dst, value, 10);
+    size_t count = 1;
+    for (uint64_t rest = value / 10; rest != 0; rest /= 10) {
+        count++;
+    }
+    RM_ASSERT(count <= HTTP_RESPONSE_DECIMAL_MAX);
+    for (size_t i = count; i-- > 0; value /= 10) {
+        dst[i] = (char)('0' + value % 10);
+    }
+    RM_ASSERT(value == 0);
+    return count;
 }
 
 size_t http_response_hex(char *dst, uint64_t value)
 {
-    size_t count = http_response_digits(dst, value, 16);
-    RM_ASSERT(count <= HTTP_RESPONSE_HEX_MAX);
+    static const char hex_digits[] = "0123456789abcdef";
+    size_t bits = value == 0 ? 1 : 64 - (size_t)__builtin_clzll(value);
+    size_t count = (bits + 3) / 4;
+    RM_ASSERT(count >= 1 && count <= HTTP_RESPONSE_HEX_MAX);
+    for (size_t i = count; i-- > 0; value >>= 4) {
+        dst[i] = hex_digits[value & 0xf];
+    }
     return count;
 }
 
