@@ -29,23 +29,23 @@ static int http_output_reserve(struct http_output *output, size_t extra)
 }
 
 /* A head being written. Bytes past `size` are counted but not written, so that an overflow
- * shows once, at the end, instead of after every piece. */
+ * shows once, at the end, and says how much room the head needs. */
 struct http_head_text {
     char *data;
     size_t size;
     size_t used;
 };
 
-static void http_head_put(struct http_head_text *text, const char *bytes, size_t length)
+/* Inline, so that the many pieces of constant length become plain stores. */
+static inline void http_head_put(struct http_head_text *text, const char *bytes, size_t length)
 {
-    RM_ASSERT(bytes != NULL || length == 0);
     if (text->used <= text->size && length <= text->size - text->used) {
         memcpy(text->data + text->used, bytes, length);
     }
     text->used += length;
 }
 
-static void http_head_put_string(struct http_head_text *text, const char *string)
+static inline void http_head_put_string(struct http_head_text *text, const char *string)
 {
     RM_ASSERT(string != NULL);
     http_head_put(text, string, strlen(string));
@@ -68,11 +68,10 @@ static void http_head_put_start(struct http_head_text *text, const struct http_r
     http_head_put(text, "\r\n", 2);
 }
 
-static void http_head_put_field(struct http_head_text *text, const char *name, size_t name_length,
-                                const char *value)
+static void http_head_put_field(struct http_head_text *text, const char *name, const char *value)
 {
     RM_ASSERT(name != NULL && value != NULL);
-    http_head_put(text, name, name_length);
+    http_head_put_string(text, name);
     http_head_put(text, ": ", 2);
     http_head_put_string(text, value);
     http_head_put(text, "\r\n", 2);
@@ -82,6 +81,7 @@ static void http_head_put_field(struct http_head_text *text, const char *name, s
 static void http_head_put_body_fields(struct http_head_text *text,
                                       const struct http_response_head *head)
 {
+    static const char type_name[] = "Content-Type: ";
     static const char length_name[] = "Content-Length: ";
     static const char chunked[] = "Transfer-Encoding: chunked\r\n";
     bool has_content = head->status >= 200 && head->status != 204 && head->status != 304;
@@ -90,7 +90,9 @@ static void http_head_put_body_fields(struct http_head_text *text,
         return;
     }
     if (head->content_type != NULL) {
-        http_head_put_field(text, "Content-Type", strlen("Content-Type"), head->content_type);
+        http_head_put(text, type_name, sizeof(type_name) - 1);
+        http_head_put_string(text, head->content_type);
+        http_head_put(text, "\r\n", 2);
     }
     if (head->framing == HTTP_FRAMING_LENGTH) {
         char digits[HTTP_RESPONSE_DECIMAL_MAX];
@@ -102,36 +104,56 @@ static void http_head_put_body_fields(struct http_head_text *text,
     }
 }
 
-size_t http_response_head_write(char *data, size_t size, const struct http_response_head *head)
+/* Writes what fits in `size` bytes at data; returns the head's whole length. */
+static size_t http_head_write(char *data, size_t size, const struct http_response_head *head)
 {
-    RM_ASSERT(data != NULL && size > 0);
+    RM_ASSERT(data != NULL);
     RM_ASSERT(head->headers != NULL || head->header_count == 0);
     struct http_head_text text = {data, size, 0};
     http_head_put_start(&text, head);
     for (size_t i = 0; i < head->header_count; i++) {
-        const struct http_response_header *header = &head->headers[i];
-        http_head_put_field(&text, header->name, strlen(header->name), header->value);
+        http_head_put_field(&text, head->headers[i].name, head->headers[i].value);
     }
     http_head_put_body_fields(&text, head);
-    const char *connection = head->close        ? "Connection: close\r\n\r\n"
-                             : head->keep_alive ? "Connection: keep-alive\r\n\r\n"
-                                                : "\r\n";
-    http_head_put_string(&text, connection);
-    return text.used < size ? text.used : 0;
+    if (head->close) {
+        http_head_put(&text, "Connection: close\r\n\r\n", 21);
+    } else if (head->keep_alive) {
+        http_head_put(&text, "Connection: keep-alive\r\n\r\n", 26);
+    } else {
+        http_head_put(&text, "\r\n", 2);
+    }
+    return text.used;
 }
 
+size_t http_response_head_write(char *data, size_t size, const struct http_response_head *head)
+{
+    RM_ASSERT(size > 0);
+    size_t length = http_head_write(data, size, head);
+    return length < size ? length : 0;
+}
+
+/* The head goes straight into the output's free room. Only when it did not fit there is it
+ * written again, after the room is made; when just the body did not fit, realloc keeps the
+ * head's bytes. */
 int http_response_append(struct http_output *output, const struct http_response_head *head,
                          const char *body)
 {
     RM_ASSERT(head->framing == HTTP_FRAMING_LENGTH);
-    char text[HTTP_RESPONSE_HEAD_MAX];
-    size_t head_length = http_response_head_write(text, sizeof(text), head);
-    RM_ASSERT(head_length > 0);
     size_t body_length = head->omit_body ? 0 : head->body_length;
-    if (http_output_reserve(output, head_length + body_length) != 0) {
+    if (output->data == NULL && http_output_reserve(output, HTTP_OUTPUT_INITIAL_BYTES) != 0) {
         return -ENOMEM;
     }
-    memcpy(output->data + output->length, text, head_length);
+    size_t room = output->capacity - output->length;
+    size_t head_length = http_head_write(output->data + output->length, room, head);
+    RM_ASSERT(head_length < HTTP_RESPONSE_HEAD_MAX);
+    if (head_length + body_length > room) {
+        if (http_output_reserve(output, head_length + body_length) != 0) {
+            return -ENOMEM;
+        }
+        if (head_length > room) {
+            http_head_write(output->data + output->length, head_length, head);
+        }
+    }
     output->length += head_length;
     if (body_length > 0) {
         RM_ASSERT(body != NULL);
