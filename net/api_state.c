@@ -161,6 +161,7 @@ static const char *api_state_etag(char *etag, uint64_t version)
 {
     etag[0] = '"';
     size_t digits = http_response_decimal(etag + 1, version);
+    RM_ASSERT(digits + 3 <= API_STATE_ETAG_BYTES);
     etag[digits + 1] = '"';
     etag[digits + 2] = '\0';
     return etag;

@@ -39,6 +39,8 @@ struct http_head_text {
 /* Inline, so that the many pieces of constant length become plain stores. */
 static inline void http_head_put(struct http_head_text *text, const char *bytes, size_t length)
 {
+    RM_ASSERT(bytes != NULL || length == 0);
+    RM_ASSERT(text->data != NULL);
     if (text->used <= text->size && length <= text->size - text->used) {
         memcpy(text->data + text->used, bytes, length);
     }
