@@ -257,19 +257,22 @@ void metrics_set(struct metrics_registry *registry, uint32_t core, int series, i
                      __ATOMIC_RELAXED);
 }
 
-/* The first bucket whose bound m * 10^k * first_bucket is >= value: with r = ceil(value /
- * first_bucket), the first decade where r <= 9 * 10^k, then m = ceil(r / 10^k). */
+/* The first bucket whose bound m * 10^k * first_bucket is >= value: the first decade whose
+ * top bound (9 * 10^k * first_bucket) is, then the first multiple m of its unit. Comparisons
+ * and multiplications only, since this runs once per observation; metrics_histogram_family's
+ * bound on first_bucket keeps every product within 64 bits. */
 static uint32_t metrics_bucket_of(uint64_t value, uint64_t first_bucket)
 {
     RM_ASSERT(first_bucket >= 1);
-    uint64_t ratio = value / first_bucket + (value % first_bucket != 0 ? 1 : 0);
-    for (uint32_t decade = 0; decade < METRICS_DECADES; decade++) {
-        uint64_t power = metrics_powers_of_ten[decade];
-        if (ratio <= 9 * power) {
-            uint64_t multiple = ratio / power + (ratio % power != 0 ? 1 : 0);
-            multiple = multiple == 0 ? 1 : multiple;
-            RM_ASSERT(multiple >= 1 && multiple <= 9);
-            return decade * 9 + (uint32_t)(multiple - 1);
+    uint64_t unit = first_bucket;
+    for (uint32_t decade = 0; decade < METRICS_DECADES; decade++, unit *= 10) {
+        if (value <= 9 * unit) {
+            uint32_t multiple = 1;
+            while (value > multiple * unit) {
+                multiple++;
+            }
+            RM_ASSERT(multiple <= 9);
+            return decade * 9 + multiple - 1;
         }
     }
     return METRICS_INF_BUCKET;

@@ -5,14 +5,15 @@
 #include "net/api_state.h"
 
 #include <errno.h>
-#include <stdio.h>
 #include <string.h>
 
 #include "core/alloc.h"
 #include "core/rm_assert.h"
+#include "net/http_response.h"
 #include "store/store.h"
 
 #define API_STATE_PREFIX "/v1/state/"
+#define API_STATE_ETAG_BYTES (HTTP_RESPONSE_DECIMAL_MAX + 3) /* quotes and NUL */
 
 struct api_state_call {
     struct store_request request; /* first: the callback gets it back */
@@ -155,26 +156,43 @@ static enum api_state_precondition api_state_precondition(const struct http_requ
     return API_STATE_NONE;
 }
 
+/* The quoted version: "\"7\"". Returns etag, NUL-terminated. */
+static const char *api_state_etag(char *etag, uint64_t version)
+{
+    etag[0] = '"';
+    size_t digits = http_response_decimal(etag + 1, version);
+    RM_ASSERT(digits + 3 <= API_STATE_ETAG_BYTES);
+    etag[digits + 1] = '"';
+    etag[digits + 2] = '\0';
+    return etag;
+}
+
 static void api_state_respond_version(struct api_state_call *call, int status, uint64_t version)
 {
-    char etag[32], body[64];
-    snprintf(etag, sizeof(etag), "\"%llu\"", (unsigned long long)version);
-    int length = snprintf(body, sizeof(body), "{\"version\":%llu}", (unsigned long long)version);
-    struct http_response_header header = {"ETag", etag};
-    http_exchange_respond(call->exchange, status, "application/json", &header, 1, body,
-                          (size_t)length);
+    static const char start[] = "{\"version\":";
+    char etag[API_STATE_ETAG_BYTES];
+    char body[sizeof(start) + HTTP_RESPONSE_DECIMAL_MAX + 1];
+    memcpy(body, start, sizeof(start) - 1);
+    size_t length = sizeof(start) - 1;
+    length += http_response_decimal(body + length, version);
+    body[length++] = '}';
+    RM_ASSERT(length <= sizeof(body));
+    struct http_response_header header = {"ETag", api_state_etag(etag, version)};
+    http_exchange_respond(call->exchange, status, "application/json", &header, 1, body, length);
 }
 
 static void api_state_respond_conflict(struct api_state_call *call, uint64_t current)
 {
-    char body[256];
-    int length = snprintf(body, sizeof(body),
-                          "{\"error\":{\"type\":\"precondition_failed\",\"message\":\"the "
-                          "version does not match; read the key again and retry with its "
-                          "ETag\"},\"current_version\":%llu}",
-                          (unsigned long long)current);
-    http_exchange_respond(call->exchange, 412, "application/json", NULL, 0, body,
-                          (size_t)length);
+    static const char start[] =
+        "{\"error\":{\"type\":\"precondition_failed\",\"message\":\"the version does not "
+        "match; read the key again and retry with its ETag\"},\"current_version\":";
+    char body[sizeof(start) + HTTP_RESPONSE_DECIMAL_MAX + 1];
+    memcpy(body, start, sizeof(start) - 1);
+    size_t length = sizeof(start) - 1;
+    length += http_response_decimal(body + length, current);
+    body[length++] = '}';
+    RM_ASSERT(length <= sizeof(body));
+    http_exchange_respond(call->exchange, 412, "application/json", NULL, 0, body, length);
 }
 
 static const char api_state_overloaded[] =
@@ -214,9 +232,8 @@ static void api_state_on_get(struct store_request *request, const struct store_r
     struct api_state_call *call = (struct api_state_call *)request;
     RM_ASSERT(call->exchange != NULL);
     if (result->status == STORE_OK) {
-        char etag[32];
-        snprintf(etag, sizeof(etag), "\"%llu\"", (unsigned long long)result->version);
-        struct http_response_header header = {"ETag", etag};
+        char etag[API_STATE_ETAG_BYTES];
+        struct http_response_header header = {"ETag", api_state_etag(etag, result->version)};
         http_exchange_respond(call->exchange, 200, "application/octet-stream", &header, 1,
                               (const char *)result->value, result->value_length);
     } else if (result->status == STORE_NOT_FOUND) {

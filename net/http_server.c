@@ -3,7 +3,6 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -27,8 +26,6 @@
 #define HTTP_BUFFER_GROUP 1
 #define HTTP_STATUS_SLOTS 600
 #define HTTP_ROUTES_MAX 64
-/* A response head is at most this long (http_response.c has the same bound). */
-#define HTTP_HEAD_MAX_BYTES 8192
 #define HTTP_OUTPUT_INITIAL_BYTES 4096
 #define HTTP_CONTINUE_BYTES 32 /* "HTTP/1.1 100 Continue\r\n\r\n" and some */
 /* A send that completed past this offset, and past half the output, moves the unsent rest to
@@ -38,7 +35,7 @@
 
 /* Before a stream starts the output holds less than the high-water mark plus one head, so a
  * stream always has room for its first chunks. */
-_Static_assert(HTTP_STREAM_UNSENT_MAX >= 2 * (HTTP_OUTPUT_HIGH_WATER + HTTP_HEAD_MAX_BYTES),
+_Static_assert(HTTP_STREAM_UNSENT_MAX >= 2 * (HTTP_OUTPUT_HIGH_WATER + HTTP_RESPONSE_HEAD_MAX),
                "a stream must not fail on what was queued before it");
 
 enum http_conn_state { HTTP_CONN_FREE, HTTP_CONN_OPEN, HTTP_CONN_LINGER, HTTP_CONN_CLOSING };
@@ -675,7 +672,7 @@ void http_exchange_respond(struct http_exchange *exchange, int status, const cha
     /* With a send in flight the room is made here, so that http_response_append never moves
      * the buffer that send reads from. */
     bool reserved = !conn->send_in_flight ||
-                    http_conn_reserve(conn, HTTP_HEAD_MAX_BYTES + body_length) == 0;
+                    http_conn_reserve(conn, HTTP_RESPONSE_HEAD_MAX + body_length) == 0;
     if (!reserved || http_response_append(&conn->output, &head, body) != 0) {
         http_conn_close(conn);
         return;
@@ -683,56 +680,38 @@ void http_exchange_respond(struct http_exchange *exchange, int status, const cha
     http_conn_process(conn);
 }
 
+/* An error's type is a short identifier chosen by the code; the message may be longer and is
+ * cut (as escaped text) at HTTP_ERROR_MESSAGE_MAX bytes. */
+#define HTTP_ERROR_TYPE_MAX 64
+#define HTTP_ERROR_MESSAGE_MAX 1023
+
 void http_exchange_respond_error(struct http_exchange *exchange, int status, const char *type,
                                  const char *message)
 {
+    static const char start[] = "{\"error\":{\"type\":\"";
+    static const char middle[] = "\",\"message\":\"";
+    static const char end[] = "\"}}";
     RM_ASSERT(status >= 400);
     RM_ASSERT(type != NULL && message != NULL);
-    char escaped[1024];
-    http_response_json_escape(escaped, sizeof(escaped), message);
-    char body[1200];
-    int length = snprintf(body, sizeof(body), "{\"error\":{\"type\":\"%s\",\"message\":\"%s\"}}",
-                          type, escaped);
-    RM_ASSERT(length > 0 && (size_t)length < sizeof(body));
-    http_exchange_respond(exchange, status, "application/json", NULL, 0, body, (size_t)length);
+    size_t type_length = strlen(type);
+    RM_ASSERT(type_length <= HTTP_ERROR_TYPE_MAX);
+    char body[sizeof(start) + HTTP_ERROR_TYPE_MAX + sizeof(middle) + HTTP_ERROR_MESSAGE_MAX +
+              sizeof(end)];
+    size_t length = 0;
+    memcpy(body, start, sizeof(start) - 1);
+    length += sizeof(start) - 1;
+    memcpy(body + length, type, type_length);
+    length += type_length;
+    memcpy(body + length, middle, sizeof(middle) - 1);
+    length += sizeof(middle) - 1;
+    length += http_response_json_escape(body + length, HTTP_ERROR_MESSAGE_MAX + 1, message);
+    memcpy(body + length, end, sizeof(end) - 1);
+    length += sizeof(end) - 1;
+    RM_ASSERT(length < sizeof(body));
+    http_exchange_respond(exchange, status, "application/json", NULL, 0, body, length);
 }
 
 /* ---- streamed responses ---- */
-
-/* Appends formatted text at *used; past `size` it only counts, so overflow shows at the end. */
-__attribute__((format(printf, 4, 5))) static void http_text_add(char *text, size_t size,
-                                                                size_t *used,
-                                                                const char *format, ...)
-{
-    RM_ASSERT(size > 0);
-    va_list arguments;
-    va_start(arguments, format);
-    int length = vsnprintf(text + (*used < size ? *used : size - 1),
-                           *used < size ? size - *used : 1, format, arguments);
-    va_end(arguments);
-    RM_ASSERT(length >= 0);
-    *used += (size_t)length;
-}
-
-/* The head of a streamed response: like http_response.c's but without Content-Length, and
- * chunked or not. Returns its length, or 0 when it does not fit in `size`. */
-static size_t http_stream_head_write(char *text, size_t size,
-                                     const struct http_response_head *head, bool chunked)
-{
-    size_t used = 0;
-    http_text_add(text, size, &used, "HTTP/1.1 %d %s\r\nServer: ringmaster\r\nDate: %s\r\n",
-                  head->status, http_status_reason(head->status), head->date);
-    for (size_t i = 0; i < head->header_count; i++) {
-        http_text_add(text, size, &used, "%s: %s\r\n", head->headers[i].name,
-                      head->headers[i].value);
-    }
-    if (head->content_type != NULL) {
-        http_text_add(text, size, &used, "Content-Type: %s\r\n", head->content_type);
-    }
-    http_text_add(text, size, &used, "%s%s\r\n", chunked ? "Transfer-Encoding: chunked\r\n" : "",
-                  head->close ? "Connection: close\r\n" : "");
-    return used < size ? used : 0;
-}
 
 /* Fails a stream whose client does not keep up: the connection closes at once, and a send
  * stuck on the full socket is cancelled so the connection can be released. */
@@ -775,10 +754,11 @@ int http_exchange_stream_begin(struct http_exchange *exchange, int status,
         .content_type = content_type,
         .headers = headers,
         .header_count = header_count,
+        .framing = exchange->stream_chunked ? HTTP_FRAMING_CHUNKED : HTTP_FRAMING_CLOSE,
         .close = !keep_alive,
     };
-    char text[HTTP_HEAD_MAX_BYTES];
-    size_t length = http_stream_head_write(text, sizeof(text), &head, exchange->stream_chunked);
+    char text[HTTP_RESPONSE_HEAD_MAX];
+    size_t length = http_response_head_write(text, sizeof(text), &head);
     if (length == 0 || http_conn_reserve(conn, length) != 0) {
         http_conn_abort(conn);
         return -ENOMEM;
@@ -800,10 +780,12 @@ int http_exchange_stream_write(struct http_exchange *exchange, const char *data,
     if (length == 0 || exchange->stream_omit_body) {
         return 0; /* an empty chunk would end the body */
     }
-    char size_line[24];
+    char size_line[HTTP_RESPONSE_HEX_MAX + 2];
     size_t prefix = 0;
     if (exchange->stream_chunked) {
-        prefix = (size_t)snprintf(size_line, sizeof(size_line), "%zx\r\n", length);
+        prefix = http_response_hex(size_line, length);
+        memcpy(size_line + prefix, "\r\n", 2);
+        prefix += 2;
     }
     size_t suffix = exchange->stream_chunked ? 2 : 0;
     size_t unsent = conn->output.length - conn->output.sent;

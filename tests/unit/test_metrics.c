@@ -167,6 +167,9 @@ Test(metrics_histogram, bucket_boundaries)
         {1000, 1e-9, 9000000000000ull, "+Inf", "5000"},
         {1000, 1e-9, 9000000000001ull, "+Inf", "5000"},
         {5, 0.5, 26, "25", "12.5"},
+        /* The largest first bucket: the top bounds' products must not wrap around. */
+        {UINT64_MAX / 10000000000ull, 1.0, UINT64_MAX, "+Inf", NULL},
+        {UINT64_MAX / 10000000000ull, 1.0, 0, "1.84467441e+09", NULL},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         const struct test_metrics_bucket_case *c = &cases[i];
