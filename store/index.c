@@ -144,6 +144,28 @@ void store_index_destroy(struct store_index *index)
     index->table = NULL;
 }
 
+/* The keys of a matching hash are almost always equal: compared a word at a time inline,
+ * a call to memcmp cost more than the comparison. */
+static bool store_index_key_equal(const uint8_t *left, const uint8_t *right, uint16_t length)
+{
+    uint16_t i = 0;
+    for (; i + sizeof(uint64_t) <= length; i += sizeof(uint64_t)) {
+        uint64_t a;
+        uint64_t b;
+        memcpy(&a, left + i, sizeof(a));
+        memcpy(&b, right + i, sizeof(b));
+        if (a != b) {
+            return false;
+        }
+    }
+    for (; i < length; i++) {
+        if (left[i] != right[i]) {
+            return false;
+        }
+    }
+    return true;
+}
+
 struct store_entry *store_index_find(struct store_index *index, const uint8_t *key,
                                      uint16_t key_length, uint64_t hash)
 {
@@ -157,7 +179,7 @@ struct store_entry *store_index_find(struct store_index *index, const uint8_t *k
             return NULL;
         }
         if (table->slots[i].hash == hash && entry->key_length == key_length &&
-            memcmp(entry->key, key, key_length) == 0) {
+            store_index_key_equal(entry->key, key, key_length)) {
             return entry;
         }
     }
@@ -171,6 +193,22 @@ void store_index_prefetch(const struct store_index *index, uint64_t hash)
     const struct store_index_table *table = __atomic_load_n(&index->table, __ATOMIC_ACQUIRE);
     RM_ASSERT(table != NULL);
     __builtin_prefetch(&table->slots[hash & table->mask]);
+}
+
+const struct store_entry *store_index_peek(const struct store_index *index, uint64_t hash)
+{
+    RM_ASSERT(index != NULL);
+    const struct store_index_table *table = __atomic_load_n(&index->table, __ATOMIC_ACQUIRE);
+    RM_ASSERT(table != NULL);
+    for (uint64_t probe = 0, i = hash & table->mask; probe <= table->mask;
+         probe++, i = (i + 1) & table->mask) {
+        const struct store_entry *entry =
+            __atomic_load_n(&table->slots[i].entry, __ATOMIC_ACQUIRE);
+        if (entry == NULL || table->slots[i].hash == hash) {
+            return entry;
+        }
+    }
+    return NULL;
 }
 
 bool store_index_full(const struct store_index *index)

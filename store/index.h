@@ -123,6 +123,11 @@ struct store_entry *store_index_find(struct store_index *index, const uint8_t *k
 /* Any thread: starts loading the slot where a lookup of `hash` begins, so that a caller with
  * several keys in hand overlaps their cache misses. */
 void store_index_prefetch(const struct store_index *index, uint64_t hash);
+/* Any thread, inside an epoch section: the entry a lookup of `hash` most likely returns (the
+ * first on its probe with that hash; keys are not compared), or NULL. For prefetching only:
+ * a caller with a batch of keys starts loading their entries, then their snapshots, before
+ * it looks any of them up. */
+const struct store_entry *store_index_peek(const struct store_index *index, uint64_t hash);
 /* Owner only: adds an entry without a snapshot. Returns NULL when full (-ENOSPC) or out of
  * memory; the caller reports which from store_index_full(). */
 struct store_entry *store_index_insert(struct store_index *index, const uint8_t *key,

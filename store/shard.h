@@ -196,6 +196,11 @@ struct store_shard {
      * to their origins. */
     struct store_outbox requests[STORE_SHARDS_MAX];
     struct store_outbox replies[STORE_SHARDS_MAX];
+    /* Requests for this shard made on its own reactor, run as one batch at the store's
+     * tick: a batch's index lookups overlap their cache misses (store_shard_execute_list),
+     * where a request run inside its call had nothing to overlap with. */
+    struct store_outbox local;
+    struct store_stats_tally tally; /* flushed to the metrics once per tick */
     uint32_t inflight; /* io_uring operations not yet completed */
     uint64_t record_max;
     struct store_hint_job hint;
@@ -235,11 +240,13 @@ void store_shard_finish(struct store_shard *shard, struct store_request *request
 /* Applies the fault-injection hook to a disk completion result. */
 int store_shard_fault(struct store_shard *shard, int result);
 uint64_t store_shard_unix_ns(void);
-/* Runs a request on its owner (this reactor's shard). */
-void store_shard_execute(struct store_shard *shard, struct store_request *request);
-/* Sends a request to its owner (in this reactor's next batch for it), or runs it here when
- * this reactor owns it. Returns 0 or -EAGAIN when the batch for the owner is full. */
+/* Sends a request to its owner in this reactor's next batch for it (the local batch when
+ * this reactor owns it). Returns 0 or -EAGAIN when the batch for the owner is full. */
 int store_shard_dispatch(struct store *store, struct store_request *request);
+/* Queues a get for resolution at this reactor's next delivery, behind the local batch when
+ * that holds requests, so that a get sees the writes its reactor made before it. Returns 0
+ * or -EAGAIN when the local batch is full. */
+int store_shard_read(struct store *store, struct store_request *request);
 /* Counts and calls back a finished request on its origin reactor. */
 void store_shard_deliver(struct store_shard *shard, struct store_request *request);
 

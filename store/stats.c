@@ -44,6 +44,8 @@ static void store_stats_init_operations(struct store_stats *stats)
     }
 }
 
+_Static_assert(STORE_STATS_LATENCY_SAMPLE_EVERY == 16, "the latency help texts name the rate");
+
 void store_stats_init(struct store_stats *stats, struct metrics_registry *registry)
 {
     RM_ASSERT(stats != NULL);
@@ -54,10 +56,12 @@ void store_stats_init(struct store_stats *stats, struct metrics_registry *regist
     }
     store_stats_init_operations(stats);
     struct metrics_registry *r = registry;
-    stats->read_latency = store_stats_seconds(r, "state_read_latency_seconds",
-                                              "State reads, call to callback.", 1000);
-    stats->write_latency = store_stats_seconds(r, "state_write_latency_seconds",
-                                               "State writes, call to acknowledgement.", 1000);
+    stats->read_latency = store_stats_seconds(
+        r, "state_read_latency_seconds",
+        "State reads, call to callback; one read in 16 is observed.", 1000);
+    stats->write_latency = store_stats_seconds(
+        r, "state_write_latency_seconds",
+        "State writes, call to acknowledgement; one write in 16 is observed.", 1000);
     stats->fsync_latency = store_stats_seconds(r, "store_fsync_latency_seconds",
                                                "Group-commit fdatasync latency.", 1000);
     stats->recovery_seconds = store_stats_seconds(r, "store_recovery_seconds",
@@ -107,9 +111,10 @@ void store_stats_observe(const struct store_stats *stats, uint32_t core, int ser
     }
 }
 
-void store_stats_operation(const struct store_stats *stats, uint32_t core,
-                           enum store_stats_operation operation, int status)
+void store_stats_count(struct store_stats_tally *tally, enum store_stats_operation operation,
+                       int status)
 {
+    RM_ASSERT(tally != NULL);
     RM_ASSERT(operation < STORE_STATS_OPERATIONS);
     enum store_stats_result result = STORE_STATS_ERROR;
     if (status == STORE_OK) {
@@ -119,5 +124,35 @@ void store_stats_operation(const struct store_stats *stats, uint32_t core,
     } else if (status == STORE_NOT_FOUND) {
         result = STORE_STATS_NOT_FOUND;
     }
-    store_stats_add(stats, core, stats->operations[operation][result], 1);
+    tally->operations[operation][result]++;
+}
+
+bool store_stats_latency_sampled(struct store_stats_tally *tally,
+                                 enum store_stats_latency latency)
+{
+    RM_ASSERT(latency == STORE_STATS_READ_LATENCY || latency == STORE_STATS_WRITE_LATENCY);
+    RM_ASSERT(tally->latency_countdown[latency] < STORE_STATS_LATENCY_SAMPLE_EVERY);
+    if (tally->latency_countdown[latency] > 0) {
+        tally->latency_countdown[latency]--;
+        return false;
+    }
+    tally->latency_countdown[latency] = STORE_STATS_LATENCY_SAMPLE_EVERY - 1;
+    return true;
+}
+
+void store_stats_flush(const struct store_stats *stats, uint32_t core,
+                       struct store_stats_tally *tally)
+{
+    RM_ASSERT(stats != NULL);
+    RM_ASSERT(tally != NULL);
+    for (int operation = 0; operation < STORE_STATS_OPERATIONS; operation++) {
+        for (int result = 0; result < STORE_STATS_RESULTS; result++) {
+            uint64_t count = tally->operations[operation][result];
+            if (count > 0) {
+                store_stats_add(stats, core, stats->operations[operation][result],
+                                (int64_t)count);
+                tally->operations[operation][result] = 0;
+            }
+        }
+    }
 }

@@ -274,8 +274,7 @@ int store_get(struct store *store, struct store_request *request, struct store_k
         return result;
     }
     /* Answered at this reactor's next delivery, from the owner's index, lock-free. */
-    store_shard_finish(store_shard_current(store), request);
-    return 0;
+    return store_shard_read(store, request);
 }
 
 static int store_write(struct store *store, struct store_request *request, const void *value,
@@ -429,7 +428,7 @@ int store_scan(struct store *store, const char *ns, size_t ns_length, const void
                          items, capacity, &count, more);
     }
     store_index_section_end(here->epoch_record);
-    store_stats_operation(&store->stats, here->index, STORE_STATS_SCAN, STORE_OK);
+    store_stats_count(&here->tally, STORE_STATS_SCAN, STORE_OK);
     return (int)count;
 }
 

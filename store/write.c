@@ -95,7 +95,8 @@ static int store_write_apply(struct store_shard *shard, struct store_request *re
     return 0;
 }
 
-void store_write_execute(struct store_shard *shard, struct store_request *request)
+void store_write_execute(struct store_shard *shard, struct store_request *request,
+                         uint64_t now_unix_ns)
 {
     store_shard_assert_owner(shard);
     RM_ASSERT(request->operation == STORE_OPERATION_PUT ||
@@ -106,7 +107,6 @@ void store_write_execute(struct store_shard *shard, struct store_request *reques
         store_shard_finish(shard, request);
         return;
     }
-    uint64_t now_unix_ns = store_shard_unix_ns();
     store_index_section_begin(shard->epoch_record);
     struct store_entry *entry =
         store_index_find(&shard->keys, request->full_key, request->key_length, request->hash);
