@@ -7,7 +7,9 @@
  * The shard's reactor alone writes the shard; every reactor reads every shard's index
  * lock-free. Writes from other reactors travel to the owner by reactor_post() and their
  * results come back by message, so callbacks always run on the calling reactor; both go in
- * batches, one message per pair of reactors per loop iteration.
+ * batches, one message per pair of reactors per loop iteration. The owner's own writes wait
+ * for its store tick too and run there as one batch (store_get_local and store_scan see a
+ * write once it ran); a store_get waits behind the writes its reactor made before it.
  *
  * Asynchronous calls (store_get, store_put, store_delete, store_append) take a caller-owned
  * `struct store_request` that must stay valid, and untouched, until its callback runs, along
