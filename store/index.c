@@ -10,20 +10,31 @@ static _Thread_local ck_epoch_record_t *store_index_writer_record;
 /* ThreadSanitizer's stand-in for the epoch: sections release it, reclamation acquires it. */
 static int store_index_tsan_epoch;
 
+/* FNV-1a, then a murmur3 finalizer to spread it. */
+uint64_t store_index_hash_add(uint64_t state, const uint8_t *bytes, size_t length)
+{
+    RM_ASSERT(bytes != NULL || length == 0);
+    RM_ASSERT(length <= STORE_FULL_KEY_MAX);
+    for (size_t i = 0; i < length; i++) {
+        state = (state ^ bytes[i]) * 0x100000001b3ull;
+    }
+    return state;
+}
+
+uint64_t store_index_hash_end(uint64_t state)
+{
+    state ^= state >> 33;
+    state *= 0xff51afd7ed558ccdull;
+    state ^= state >> 33;
+    state *= 0xc4ceb9fe1a85ec53ull;
+    state ^= state >> 33;
+    return state;
+}
+
 uint64_t store_index_hash(const uint8_t *key, size_t length)
 {
     RM_ASSERT(key != NULL);
-    RM_ASSERT(length <= STORE_FULL_KEY_MAX);
-    uint64_t hash = 0xcbf29ce484222325ull; /* FNV-1a, then a murmur3 finalizer to spread it */
-    for (size_t i = 0; i < length; i++) {
-        hash = (hash ^ key[i]) * 0x100000001b3ull;
-    }
-    hash ^= hash >> 33;
-    hash *= 0xff51afd7ed558ccdull;
-    hash ^= hash >> 33;
-    hash *= 0xc4ceb9fe1a85ec53ull;
-    hash ^= hash >> 33;
-    return hash;
+    return store_index_hash_end(store_index_hash_add(STORE_INDEX_HASH_START, key, length));
 }
 
 void store_index_writer_set(ck_epoch_record_t *record)

@@ -105,6 +105,12 @@ struct store_index_iterator {
 };
 
 uint64_t store_index_hash(const uint8_t *key, size_t length);
+/* The same hash in steps, for a caller that hashes many keys with a common prefix (their
+ * namespace): for a key made of a then b, store_index_hash(key) == store_index_hash_end(
+ * store_index_hash_add(store_index_hash_add(STORE_INDEX_HASH_START, a), b)). */
+#define STORE_INDEX_HASH_START 0xcbf29ce484222325ull
+uint64_t store_index_hash_add(uint64_t state, const uint8_t *bytes, size_t length);
+uint64_t store_index_hash_end(uint64_t state);
 
 /* Sets the calling thread's epoch record, used to defer frees of replaced tables.
  * The owner calls it on its thread before writing. */

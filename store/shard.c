@@ -94,12 +94,6 @@ bool store_shard_unsynced(const struct store_shard *owner, const struct store_sn
     return snapshot->batch_sequence > rm_atomic_load_64(&owner->synced_sequence);
 }
 
-bool store_shard_sync_namespace(const struct store *store, const struct store_request *request)
-{
-    return config_durability_of(&store->config, (const char *)request->full_key,
-                                request->ns_length) == CONFIG_DURABILITY_SYNC;
-}
-
 struct store_snapshot *store_shard_swap(struct store_shard *shard, struct store_entry *entry,
                                         struct store_snapshot *snapshot)
 {

@@ -160,6 +160,15 @@ struct store_outbox {
     uint32_t count;
 };
 
+/* The namespace of this reactor's last request and what store_prepare derives from it, so
+ * that a run of requests in one namespace checks, hashes and looks it up once. */
+struct store_namespace_memo {
+    uint16_t length; /* 0: empty */
+    bool sync;       /* in sync durability */
+    uint64_t hash_state; /* store_index_hash_add of the namespace and its '/' */
+    char name[STORE_NAMESPACE_MAX];
+};
+
 struct store_shard {
     struct store *store;
     struct reactor *reactor;
@@ -201,6 +210,7 @@ struct store_shard {
      * where a request run inside its call had nothing to overlap with. */
     struct store_outbox local;
     struct store_stats_tally tally; /* flushed to the metrics once per tick */
+    struct store_namespace_memo namespace_memo; /* of requests made on this reactor */
     uint32_t inflight; /* io_uring operations not yet completed */
     uint64_t record_max;
     struct store_hint_job hint;
@@ -233,8 +243,6 @@ struct store_snapshot *store_shard_swap(struct store_shard *shard, struct store_
                                         struct store_snapshot *snapshot);
 /* Whether the snapshot's batch is not yet fdatasynced; any core, about the owner's shard. */
 bool store_shard_unsynced(const struct store_shard *owner, const struct store_snapshot *snapshot);
-/* Whether the request's namespace is in sync durability. */
-bool store_shard_sync_namespace(const struct store *store, const struct store_request *request);
 /* Completes a request: on this reactor in the next delivery, or by message to its origin. */
 void store_shard_finish(struct store_shard *shard, struct store_request *request);
 /* Applies the fault-injection hook to a disk completion result. */

@@ -118,6 +118,7 @@ struct store_request {
     uint16_t ns_length;
     uint8_t operation;
     uint8_t type;
+    bool sync; /* the namespace is in sync durability */
     const uint8_t *value;
     uint8_t *owned_value; /* a value read from disk for this request; freed after callback */
     uint64_t expected_version;

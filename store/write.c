@@ -123,8 +123,7 @@ void store_write_execute(struct store_shard *shard, struct store_request *reques
         request->result.status = status;
     }
     store_index_section_end(shard->epoch_record);
-    bool sync = store_shard_sync_namespace(shard->store, request);
-    if (sync && (status == STORE_OK || (status > 0 && unsynced))) {
+    if (request->sync && (status == STORE_OK || (status > 0 && unsynced))) {
         store_commit_wait(shard, request);
     } else {
         store_shard_finish(shard, request);
