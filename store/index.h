@@ -147,8 +147,12 @@ void store_index_publish(struct store_entry *entry, struct store_snapshot *snaps
 struct store_snapshot *store_index_snapshot_create(const struct store_snapshot *fields,
                                                    const uint8_t *value, bool cached);
 void store_index_snapshot_free(struct store_snapshot *snapshot);
-/* Frees the snapshot once no reader can hold it; owner, inside its epoch section. */
+/* Frees the snapshot once no reader can hold it; owner, inside its epoch section. Snapshots
+ * gather in the thread's bag, handed to the epoch when full or by store_index_retire_flush. */
 void store_index_retire(ck_epoch_record_t *record, struct store_snapshot *snapshot);
+/* Hands the thread's bag to the epoch; the owner calls it before each ck_epoch_poll and when
+ * its shard closes. */
+void store_index_retire_flush(ck_epoch_record_t *record);
 
 void store_index_section_begin(ck_epoch_record_t *record);
 void store_index_section_end(ck_epoch_record_t *record);

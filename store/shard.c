@@ -478,6 +478,7 @@ static void store_shard_tick(struct reactor *reactor, void *context)
     store_cache_evict(shard);
     store_shard_publish_gauges(shard);
     store_stats_flush(&shard->store->stats, shard->index, &shard->tally);
+    store_index_retire_flush(shard->epoch_record);
     ck_epoch_poll(shard->epoch_record);
     /* Last: everything this tick and the loop iteration before it sent to other reactors. */
     store_shard_post_all(shard);
@@ -538,5 +539,6 @@ void store_shard_close(struct store *store, struct reactor *reactor)
     }
     store_stats_flush(&store->stats, shard->index, &shard->tally);
     shard->leak_batches = !store_commit_close(shard);
+    store_index_retire_flush(shard->epoch_record);
     shard->open = false;
 }
