@@ -98,6 +98,7 @@ struct store_bench_slot {
 
 struct store_bench_reactor {
     struct store_bench *bench;
+    struct reactor *reactor;
     uint32_t index;
     uint32_t key_count;
     struct store_bench_key *keys;
@@ -486,7 +487,7 @@ static void store_bench_callback(struct store_request *request,
     struct store_bench_slot *slot = request->context;
     struct store_bench_reactor *self = slot->owner;
     RM_ASSERT(&slot->request == request);
-    uint64_t now_ns = reactor_now_ns(reactor_current());
+    uint64_t now_ns = reactor_now_ns(self->reactor);
     store_bench_record(self, slot, result, now_ns);
     bool get = self->phase_seen == STORE_BENCH_RUN && self->bench->options.mode == STORE_BENCH_GET;
     if (result->status == STORE_OK) {
@@ -620,6 +621,7 @@ static int store_bench_setup(struct reactor *reactor, void *context)
 {
     struct store_bench *bench = context;
     struct store_bench_reactor *self = &bench->reactors[reactor_index(reactor)];
+    self->reactor = reactor;
     uint64_t started_ns = reactor_clock_ns();
     uint64_t cpu_started_ns = store_bench_thread_cpu_ns();
     int result = store_shard_open(bench->store, reactor);

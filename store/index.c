@@ -171,26 +171,41 @@ void store_index_destroy(struct store_index *index)
     index->table = NULL;
 }
 
-/* The keys of a matching hash are almost always equal: compared a word at a time inline,
- * a call to memcmp cost more than the comparison. */
+static uint64_t store_index_load_64(const uint8_t *bytes)
+{
+    uint64_t word;
+    memcpy(&word, bytes, sizeof(word));
+    return word;
+}
+
+static uint32_t store_index_load_32(const uint8_t *bytes)
+{
+    uint32_t word;
+    memcpy(&word, bytes, sizeof(word));
+    return word;
+}
+
+/* The keys of a matching hash are almost always equal: compared inline a word at a time, the
+ * last word overlapping the one before it, where a call to memcmp cost more than the
+ * comparison. */
 static bool store_index_key_equal(const uint8_t *left, const uint8_t *right, uint16_t length)
 {
-    uint16_t i = 0;
-    for (; i + sizeof(uint64_t) <= length; i += sizeof(uint64_t)) {
-        uint64_t a;
-        uint64_t b;
-        memcpy(&a, left + i, sizeof(a));
-        memcpy(&b, right + i, sizeof(b));
-        if (a != b) {
+    RM_ASSERT(length >= 1);
+    if (length < sizeof(uint32_t)) {
+        return memcmp(left, right, length) == 0;
+    }
+    if (length < sizeof(uint64_t)) {
+        uint16_t last = (uint16_t)(length - sizeof(uint32_t));
+        return store_index_load_32(left) == store_index_load_32(right) &&
+               store_index_load_32(left + last) == store_index_load_32(right + last);
+    }
+    uint16_t last = (uint16_t)(length - sizeof(uint64_t));
+    for (uint16_t i = 0; i < last; i += sizeof(uint64_t)) {
+        if (store_index_load_64(left + i) != store_index_load_64(right + i)) {
             return false;
         }
     }
-    for (; i < length; i++) {
-        if (left[i] != right[i]) {
-            return false;
-        }
-    }
-    return true;
+    return store_index_load_64(left + last) == store_index_load_64(right + last);
 }
 
 struct store_entry *store_index_find(struct store_index *index, const uint8_t *key,

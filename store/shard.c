@@ -26,11 +26,7 @@ struct store_shard *store_shard_current(struct store *store)
     return store->shards[index];
 }
 
-void store_shard_assert_owner(const struct store_shard *shard)
-{
-    RM_ASSERT(shard != NULL);
-    RM_ASSERT(shard->reactor == reactor_current());
-}
+_Thread_local struct reactor *store_shard_thread_reactor;
 
 uint64_t store_shard_unix_ns(void)
 {
@@ -213,33 +209,50 @@ void store_shard_finish(struct store_shard *shard, struct store_request *request
  * slot of the request LEAD_DISTANCE * 3 ahead, the entry of the one LEAD_DISTANCE * 2 ahead
  * (its slot has arrived by then), the snapshot of the one LEAD_DISTANCE ahead. Each level's
  * cache miss overlaps the runs of the requests before it, where a lookup started when its
- * request ran waited for each level in turn. */
+ * request ran waited for each level in turn. A get in the local batch may be of another
+ * shard's key: it only costs useless prefetches. */
 #define STORE_SHARD_LEAD_DISTANCE 4u
 
-enum store_shard_lead { STORE_SHARD_LEAD_SLOT, STORE_SHARD_LEAD_ENTRY, STORE_SHARD_LEAD_SNAPSHOT };
+struct store_shard_leads {
+    const struct store_request *slot; /* the next request of each level; NULL: past the end */
+    const struct store_request *entry;
+    const struct store_request *snapshot;
+    /* What the entry level found, for the snapshot level LEAD_DISTANCE requests later. */
+    const struct store_entry *found[STORE_SHARD_LEAD_DISTANCE];
+    uint32_t entries;   /* requests the entry level passed */
+    uint32_t snapshots; /* requests the snapshot level passed */
+};
 
-/* Starts the loads of one level for the request at *lead and moves *lead on. A get in the
- * local batch may be of another shard's key: it only costs a useless prefetch. */
-static void store_shard_lead(struct store_shard *shard, enum store_shard_lead level,
-                             const struct store_request **lead)
+static void store_shard_lead_slot(struct store_shard *shard, struct store_shard_leads *leads)
 {
-    const struct store_request *request = *lead;
-    if (request == NULL) {
-        return;
+    if (leads->slot != NULL) {
+        store_index_prefetch(&shard->keys, leads->slot->hash);
+        leads->slot = leads->slot->next;
     }
-    *lead = request->next;
-    if (level == STORE_SHARD_LEAD_SLOT) {
-        store_index_prefetch(&shard->keys, request->hash);
-        return;
+}
+
+static void store_shard_lead_entry(struct store_shard *shard, struct store_shard_leads *leads)
+{
+    if (leads->entry != NULL) {
+        const struct store_entry *entry = store_index_peek(&shard->keys, leads->entry->hash);
+        if (entry != NULL) {
+            __builtin_prefetch(entry);
+        }
+        leads->found[leads->entries++ % STORE_SHARD_LEAD_DISTANCE] = entry;
+        leads->entry = leads->entry->next;
     }
-    const struct store_entry *entry = store_index_peek(&shard->keys, request->hash);
-    if (entry == NULL) {
-        return;
-    }
-    if (level == STORE_SHARD_LEAD_ENTRY) {
-        __builtin_prefetch(entry);
-    } else if (entry->snapshot != NULL) {
-        __builtin_prefetch(entry->snapshot);
+}
+
+static void store_shard_lead_snapshot(struct store_shard_leads *leads)
+{
+    if (leads->snapshot != NULL) {
+        RM_ASSERT(leads->snapshots < leads->entries);
+        const struct store_entry *entry =
+            leads->found[leads->snapshots++ % STORE_SHARD_LEAD_DISTANCE];
+        if (entry != NULL && entry->snapshot != NULL) {
+            __builtin_prefetch(entry->snapshot);
+        }
+        leads->snapshot = leads->snapshot->next;
     }
 }
 
@@ -267,24 +280,23 @@ static void store_shard_execute_list(struct store_shard *shard, struct store_req
 {
     store_shard_assert_owner(shard);
     store_index_section_begin(shard->epoch_record);
-    const struct store_request *leads[] = {list, list, list};
+    struct store_shard_leads leads = {.slot = list, .entry = list, .snapshot = list};
     for (uint32_t step = 0; step < STORE_SHARD_LEAD_DISTANCE * 3; step++) {
-        store_shard_lead(shard, STORE_SHARD_LEAD_SLOT, &leads[STORE_SHARD_LEAD_SLOT]);
+        store_shard_lead_slot(shard, &leads);
         if (step >= STORE_SHARD_LEAD_DISTANCE) {
-            store_shard_lead(shard, STORE_SHARD_LEAD_ENTRY, &leads[STORE_SHARD_LEAD_ENTRY]);
+            store_shard_lead_entry(shard, &leads);
         }
         if (step >= STORE_SHARD_LEAD_DISTANCE * 2) {
-            store_shard_lead(shard, STORE_SHARD_LEAD_SNAPSHOT,
-                             &leads[STORE_SHARD_LEAD_SNAPSHOT]);
+            store_shard_lead_snapshot(&leads);
         }
     }
     uint64_t now_unix_ns = store_shard_unix_ns();
     struct store_request *request;
     while ((request = store_shard_list_take(&list)) != NULL) {
-        /* Every lead is ahead of request: its next pointers are still intact. */
-        for (int level = STORE_SHARD_LEAD_SLOT; level <= STORE_SHARD_LEAD_SNAPSHOT; level++) {
-            store_shard_lead(shard, (enum store_shard_lead)level, &leads[level]);
-        }
+        /* Every lead is ahead of request: their next pointers are still intact. */
+        store_shard_lead_slot(shard, &leads);
+        store_shard_lead_entry(shard, &leads);
+        store_shard_lead_snapshot(&leads);
         store_shard_execute_one(shard, request, now_unix_ns);
     }
     store_index_section_end(shard->epoch_record);
@@ -316,10 +328,13 @@ static void store_shard_execute_local(struct store_shard *shard)
     }
 }
 
+/* Both calls below run on the request's origin, which store_prepare took from the calling
+ * reactor. */
 int store_shard_dispatch(struct store *store, struct store_request *request)
 {
-    struct store_shard *here = store_shard_current(store);
-    RM_ASSERT(request->origin == here->index);
+    RM_ASSERT(request->origin < store->shard_count);
+    struct store_shard *here = store->shards[request->origin];
+    store_shard_assert_owner(here);
     bool local = request->shard == here->index;
     struct store_outbox *outbox = local ? &here->local : &here->requests[request->shard];
     if (outbox->count >= STORE_OUTBOX_REQUESTS_MAX) {
@@ -336,8 +351,9 @@ int store_shard_dispatch(struct store *store, struct store_request *request)
 
 int store_shard_read(struct store *store, struct store_request *request)
 {
-    struct store_shard *here = store_shard_current(store);
-    RM_ASSERT(request->origin == here->index);
+    RM_ASSERT(request->origin < store->shard_count);
+    struct store_shard *here = store->shards[request->origin];
+    store_shard_assert_owner(here);
     RM_ASSERT(request->operation == STORE_OPERATION_GET);
     if (here->local.head == NULL) {
         store_shard_finish(here, request);
@@ -492,6 +508,7 @@ int store_shard_open(struct store *store, struct reactor *reactor)
     struct store_shard *shard = store->shards[index];
     RM_ASSERT(!shard->open && shard->reactor == NULL);
     shard->reactor = reactor;
+    store_shard_thread_reactor = reactor;
     store_index_writer_set(shard->epoch_record);
     uint64_t started_ns = reactor_clock_ns();
     int result = store_commit_init(shard);

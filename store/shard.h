@@ -233,7 +233,16 @@ struct store {
 
 /* Owner-side helpers shared by the modules (shard.c). */
 struct store_shard *store_shard_current(struct store *store);
-void store_shard_assert_owner(const struct store_shard *shard);
+
+/* The calling thread's reactor, set when the thread opens its shard: the ownership asserts on
+ * every request's path read it inline, where reactor_current() is a call each. */
+extern _Thread_local struct reactor *store_shard_thread_reactor;
+
+static inline void store_shard_assert_owner(const struct store_shard *shard)
+{
+    RM_ASSERT(shard != NULL);
+    RM_ASSERT(shard->reactor == store_shard_thread_reactor);
+}
 struct store_segment *store_shard_segment(struct store_shard *shard, uint32_t id);
 int store_shard_segment_add(struct store_shard *shard, struct store_segment *segment);
 void store_shard_segment_remove(struct store_shard *shard, struct store_segment *segment);

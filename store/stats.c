@@ -111,35 +111,6 @@ void store_stats_observe(const struct store_stats *stats, uint32_t core, int ser
     }
 }
 
-void store_stats_count(struct store_stats_tally *tally, enum store_stats_operation operation,
-                       int status)
-{
-    RM_ASSERT(tally != NULL);
-    RM_ASSERT(operation < STORE_STATS_OPERATIONS);
-    enum store_stats_result result = STORE_STATS_ERROR;
-    if (status == STORE_OK) {
-        result = STORE_STATS_OK;
-    } else if (status == STORE_CONFLICT) {
-        result = STORE_STATS_CONFLICT;
-    } else if (status == STORE_NOT_FOUND) {
-        result = STORE_STATS_NOT_FOUND;
-    }
-    tally->operations[operation][result]++;
-}
-
-bool store_stats_latency_sampled(struct store_stats_tally *tally,
-                                 enum store_stats_latency latency)
-{
-    RM_ASSERT(latency == STORE_STATS_READ_LATENCY || latency == STORE_STATS_WRITE_LATENCY);
-    RM_ASSERT(tally->latency_countdown[latency] < STORE_STATS_LATENCY_SAMPLE_EVERY);
-    if (tally->latency_countdown[latency] > 0) {
-        tally->latency_countdown[latency]--;
-        return false;
-    }
-    tally->latency_countdown[latency] = STORE_STATS_LATENCY_SAMPLE_EVERY - 1;
-    return true;
-}
-
 void store_stats_flush(const struct store_stats *stats, uint32_t core,
                        struct store_stats_tally *tally)
 {

@@ -8,6 +8,9 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "core/rm_assert.h"
+#include "store/store.h"
+
 struct metrics_registry;
 
 enum store_stats_operation {
@@ -63,12 +66,34 @@ void store_stats_set(const struct store_stats *stats, uint32_t core, int series,
 void store_stats_observe(const struct store_stats *stats, uint32_t core, int series,
                          uint64_t value);
 /* Counts one finished operation in the tally: its kind and a store status or negative
- * errno. */
-void store_stats_count(struct store_stats_tally *tally, enum store_stats_operation operation,
-                       int status);
+ * errno. Inline, as the next one: both run for every operation. */
+static inline void store_stats_count(struct store_stats_tally *tally,
+                                     enum store_stats_operation operation, int status)
+{
+    RM_ASSERT(operation < STORE_STATS_OPERATIONS);
+    enum store_stats_result result = STORE_STATS_ERROR;
+    if (status == STORE_OK) {
+        result = STORE_STATS_OK;
+    } else if (status == STORE_CONFLICT) {
+        result = STORE_STATS_CONFLICT;
+    } else if (status == STORE_NOT_FOUND) {
+        result = STORE_STATS_NOT_FOUND;
+    }
+    tally->operations[operation][result]++;
+}
+
 /* Whether this operation's latency is one of the sampled ones (see above). */
-bool store_stats_latency_sampled(struct store_stats_tally *tally,
-                                 enum store_stats_latency latency);
+static inline bool store_stats_latency_sampled(struct store_stats_tally *tally,
+                                               enum store_stats_latency latency)
+{
+    RM_ASSERT(tally->latency_countdown[latency] < STORE_STATS_LATENCY_SAMPLE_EVERY);
+    if (tally->latency_countdown[latency] > 0) {
+        tally->latency_countdown[latency]--;
+        return false;
+    }
+    tally->latency_countdown[latency] = STORE_STATS_LATENCY_SAMPLE_EVERY - 1;
+    return true;
+}
 /* Adds the tally to core's counters and empties it. */
 void store_stats_flush(const struct store_stats *stats, uint32_t core,
                        struct store_stats_tally *tally);
