@@ -246,7 +246,9 @@ static void store_shard_lead_entry(struct store_shard *shard, struct store_shard
 static void store_shard_lead_snapshot(struct store_shard_leads *leads)
 {
     if (leads->snapshot != NULL) {
+        /* The entry level found this request's entry and has not reused its ring slot. */
         RM_ASSERT(leads->snapshots < leads->entries);
+        RM_ASSERT(leads->entries - leads->snapshots <= STORE_SHARD_LEAD_DISTANCE);
         const struct store_entry *entry =
             leads->found[leads->snapshots++ % STORE_SHARD_LEAD_DISTANCE];
         if (entry != NULL && entry->snapshot != NULL) {
@@ -281,22 +283,24 @@ static void store_shard_execute_list(struct store_shard *shard, struct store_req
     store_shard_assert_owner(shard);
     store_index_section_begin(shard->epoch_record);
     struct store_shard_leads leads = {.slot = list, .entry = list, .snapshot = list};
+    /* In each step the snapshot level goes first: it reads the ring slot that the entry level
+     * then fills for the request LEAD_DISTANCE further on. */
     for (uint32_t step = 0; step < STORE_SHARD_LEAD_DISTANCE * 3; step++) {
-        store_shard_lead_slot(shard, &leads);
-        if (step >= STORE_SHARD_LEAD_DISTANCE) {
-            store_shard_lead_entry(shard, &leads);
-        }
         if (step >= STORE_SHARD_LEAD_DISTANCE * 2) {
             store_shard_lead_snapshot(&leads);
         }
+        if (step >= STORE_SHARD_LEAD_DISTANCE) {
+            store_shard_lead_entry(shard, &leads);
+        }
+        store_shard_lead_slot(shard, &leads);
     }
     uint64_t now_unix_ns = store_shard_unix_ns();
     struct store_request *request;
     while ((request = store_shard_list_take(&list)) != NULL) {
         /* Every lead is ahead of request: their next pointers are still intact. */
-        store_shard_lead_slot(shard, &leads);
-        store_shard_lead_entry(shard, &leads);
         store_shard_lead_snapshot(&leads);
+        store_shard_lead_entry(shard, &leads);
+        store_shard_lead_slot(shard, &leads);
         store_shard_execute_one(shard, request, now_unix_ns);
     }
     store_index_section_end(shard->epoch_record);
