@@ -134,7 +134,8 @@ static void order_callback(struct store_request *request, const struct store_res
     cr_assert(index < ORDER_REQUESTS);
     turn->status[index] = outcome->status;
     turn->version[index] = outcome->version;
-    if (outcome->status == STORE_OK && outcome->value_length < sizeof(turn->value[index])) {
+    if (outcome->status == STORE_OK && outcome->value != NULL &&
+        outcome->value_length < sizeof(turn->value[index])) {
         memcpy(turn->value[index], outcome->value, outcome->value_length);
     }
     if (index == 0) {
