@@ -138,7 +138,7 @@ static void store_cache_answer(struct store_shard *shard, struct store_request *
 {
     bool unsynced = request->read_batch_sequence > shard->synced_sequence;
     if (request->result.status < 0 || !unsynced ||
-        !store_shard_sync_namespace(shard->store, request)) {
+        !request->sync) {
         store_shard_finish(shard, request);
     } else if (shard->failed != 0) {
         request->result = (struct store_result){.status = shard->failed};

@@ -105,6 +105,12 @@ struct store_index_iterator {
 };
 
 uint64_t store_index_hash(const uint8_t *key, size_t length);
+/* The same hash in steps, for a caller that hashes many keys with a common prefix (their
+ * namespace): for a key made of a then b, store_index_hash(key) == store_index_hash_end(
+ * store_index_hash_add(store_index_hash_add(STORE_INDEX_HASH_START, a), b)). */
+#define STORE_INDEX_HASH_START 0xcbf29ce484222325ull
+uint64_t store_index_hash_add(uint64_t state, const uint8_t *bytes, size_t length);
+uint64_t store_index_hash_end(uint64_t state);
 
 /* Sets the calling thread's epoch record, used to defer frees of replaced tables.
  * The owner calls it on its thread before writing. */
@@ -123,6 +129,11 @@ struct store_entry *store_index_find(struct store_index *index, const uint8_t *k
 /* Any thread: starts loading the slot where a lookup of `hash` begins, so that a caller with
  * several keys in hand overlaps their cache misses. */
 void store_index_prefetch(const struct store_index *index, uint64_t hash);
+/* Any thread, inside an epoch section: the entry a lookup of `hash` most likely returns (the
+ * first on its probe with that hash; keys are not compared), or NULL. For prefetching only:
+ * a caller with a batch of keys starts loading their entries, then their snapshots, before
+ * it looks any of them up. */
+const struct store_entry *store_index_peek(const struct store_index *index, uint64_t hash);
 /* Owner only: adds an entry without a snapshot. Returns NULL when full (-ENOSPC) or out of
  * memory; the caller reports which from store_index_full(). */
 struct store_entry *store_index_insert(struct store_index *index, const uint8_t *key,
@@ -136,8 +147,12 @@ void store_index_publish(struct store_entry *entry, struct store_snapshot *snaps
 struct store_snapshot *store_index_snapshot_create(const struct store_snapshot *fields,
                                                    const uint8_t *value, bool cached);
 void store_index_snapshot_free(struct store_snapshot *snapshot);
-/* Frees the snapshot once no reader can hold it; owner, inside its epoch section. */
+/* Frees the snapshot once no reader can hold it; owner, inside its epoch section. Snapshots
+ * gather in the thread's bag, handed to the epoch when full or by store_index_retire_flush. */
 void store_index_retire(ck_epoch_record_t *record, struct store_snapshot *snapshot);
+/* Hands the thread's bag to the epoch; the owner calls it before each ck_epoch_poll and when
+ * its shard closes. */
+void store_index_retire_flush(ck_epoch_record_t *record);
 
 void store_index_section_begin(ck_epoch_record_t *record);
 void store_index_section_end(ck_epoch_record_t *record);

@@ -19,7 +19,7 @@ void store_read_resolve(struct store_shard *shard, struct store_request *request
      * one shown earlier, and the next write would give its number to another value. The
      * owner holds such reads until the fdatasync. */
     bool unsynced = snapshot != NULL && store_shard_unsynced(owner, snapshot) &&
-                    store_shard_sync_namespace(request->store, request);
+                    request->sync;
     if (unsynced || (live && !store_cache_in_memory(snapshot))) {
         store_index_section_end(shard->epoch_record);
         request->operation = STORE_OPERATION_GET_MISS;

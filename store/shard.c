@@ -27,11 +27,7 @@ struct store_shard *store_shard_current(struct store *store)
     return store->shards[index];
 }
 
-void store_shard_assert_owner(const struct store_shard *shard)
-{
-    RM_ASSERT(shard != NULL);
-    RM_ASSERT(shard->reactor == reactor_current());
-}
+_Thread_local struct reactor *store_shard_thread_reactor;
 
 uint64_t store_shard_unix_ns(void)
 {
@@ -93,12 +89,6 @@ void store_shard_segment_remove(struct store_shard *shard, struct store_segment 
 bool store_shard_unsynced(const struct store_shard *owner, const struct store_snapshot *snapshot)
 {
     return snapshot->batch_sequence > rm_atomic_load_64(&owner->synced_sequence);
-}
-
-bool store_shard_sync_namespace(const struct store *store, const struct store_request *request)
-{
-    return config_durability_of(&store->config, (const char *)request->full_key,
-                                request->ns_length) == CONFIG_DURABILITY_SYNC;
 }
 
 struct store_snapshot *store_shard_swap(struct store_shard *shard, struct store_entry *entry,
@@ -216,15 +206,105 @@ void store_shard_finish(struct store_shard *shard, struct store_request *request
                               store_shard_reply_handler);
 }
 
-void store_shard_execute(struct store_shard *shard, struct store_request *request)
+/* A batch's lookups are started ahead of the request being run, one level at a time: the
+ * slot of the request LEAD_DISTANCE * 3 ahead, the entry of the one LEAD_DISTANCE * 2 ahead
+ * (its slot has arrived by then), the snapshot of the one LEAD_DISTANCE ahead. Each level's
+ * cache miss overlaps the runs of the requests before it, where a lookup started when its
+ * request ran waited for each level in turn. A get in the local batch may be of another
+ * shard's key: it only costs useless prefetches. */
+#define STORE_SHARD_LEAD_DISTANCE 4u
+
+struct store_shard_leads {
+    const struct store_request *slot; /* the next request of each level; NULL: past the end */
+    const struct store_request *entry;
+    const struct store_request *snapshot;
+    /* What the entry level found, for the snapshot level LEAD_DISTANCE requests later. */
+    const struct store_entry *found[STORE_SHARD_LEAD_DISTANCE];
+    uint32_t entries;   /* requests the entry level passed */
+    uint32_t snapshots; /* requests the snapshot level passed */
+};
+
+static void store_shard_lead_slot(struct store_shard *shard, struct store_shard_leads *leads)
 {
-    store_shard_assert_owner(shard);
+    if (leads->slot != NULL) {
+        store_index_prefetch(&shard->keys, leads->slot->hash);
+        leads->slot = leads->slot->next;
+    }
+}
+
+static void store_shard_lead_entry(struct store_shard *shard, struct store_shard_leads *leads)
+{
+    if (leads->entry != NULL) {
+        const struct store_entry *entry = store_index_peek(&shard->keys, leads->entry->hash);
+        if (entry != NULL) {
+            __builtin_prefetch(entry);
+        }
+        leads->found[leads->entries++ % STORE_SHARD_LEAD_DISTANCE] = entry;
+        leads->entry = leads->entry->next;
+    }
+}
+
+static void store_shard_lead_snapshot(struct store_shard_leads *leads)
+{
+    if (leads->snapshot != NULL) {
+        /* The entry level found this request's entry and has not reused its ring slot. */
+        RM_ASSERT(leads->snapshots < leads->entries);
+        RM_ASSERT(leads->entries - leads->snapshots <= STORE_SHARD_LEAD_DISTANCE);
+        const struct store_entry *entry =
+            leads->found[leads->snapshots++ % STORE_SHARD_LEAD_DISTANCE];
+        if (entry != NULL && entry->snapshot != NULL) {
+            __builtin_prefetch(entry->snapshot);
+        }
+        leads->snapshot = leads->snapshot->next;
+    }
+}
+
+static void store_shard_execute_one(struct store_shard *shard, struct store_request *request,
+                                    uint64_t now_unix_ns)
+{
+    if (request->operation == STORE_OPERATION_GET) {
+        /* A get made on this reactor, queued only to keep its place behind the writes
+         * before it: it is resolved at delivery. */
+        RM_ASSERT(request->origin == shard->index);
+        store_shard_finish(shard, request);
+        return;
+    }
     RM_ASSERT(request->shard == shard->index);
     if (request->operation == STORE_OPERATION_GET_MISS) {
         store_cache_read(shard, request);
     } else {
-        store_write_execute(shard, request);
+        store_write_execute(shard, request, now_unix_ns);
     }
+}
+
+/* Runs a batch of requests on their owner (this reactor's shard), in order, in one epoch
+ * section and with one clock read: a batch shares a coarse timestamp anyway. */
+static void store_shard_execute_list(struct store_shard *shard, struct store_request *list)
+{
+    store_shard_assert_owner(shard);
+    store_index_section_begin(shard->epoch_record);
+    struct store_shard_leads leads = {.slot = list, .entry = list, .snapshot = list};
+    /* In each step the snapshot level goes first: it reads the ring slot that the entry level
+     * then fills for the request LEAD_DISTANCE further on. */
+    for (uint32_t step = 0; step < STORE_SHARD_LEAD_DISTANCE * 3; step++) {
+        if (step >= STORE_SHARD_LEAD_DISTANCE * 2) {
+            store_shard_lead_snapshot(&leads);
+        }
+        if (step >= STORE_SHARD_LEAD_DISTANCE) {
+            store_shard_lead_entry(shard, &leads);
+        }
+        store_shard_lead_slot(shard, &leads);
+    }
+    uint64_t now_unix_ns = store_shard_unix_ns();
+    struct store_request *request;
+    while ((request = store_shard_list_take(&list)) != NULL) {
+        /* Every lead is ahead of request: their next pointers are still intact. */
+        store_shard_lead_snapshot(&leads);
+        store_shard_lead_entry(shard, &leads);
+        store_shard_lead_slot(shard, &leads);
+        store_shard_execute_one(shard, request, now_unix_ns);
+    }
+    store_index_section_end(shard->epoch_record);
 }
 
 static void store_shard_execute_handler(struct reactor *target, struct reactor_message *message)
@@ -232,26 +312,62 @@ static void store_shard_execute_handler(struct reactor *target, struct reactor_m
     struct store_request *list = message->pointer;
     STORE_TSAN_ACQUIRE(list); /* pairs with the release of the list's head at its post */
     struct store_shard *owner = list->store->shards[reactor_index(target)];
-    struct store_request *request;
-    while ((request = store_shard_list_take(&list)) != NULL) {
-        RM_ASSERT(request->shard == owner->index);
-        store_shard_execute(owner, request);
+    store_shard_execute_list(owner, list);
+}
+
+static void store_shard_local_append(struct store_shard *shard, struct store_request *request)
+{
+    RM_ASSERT(shard->local.count < STORE_OUTBOX_REQUESTS_MAX);
+    store_shard_list_append(&shard->local.head, &shard->local.tail, request);
+    shard->local.count++;
+    reactor_keep_awake(shard->reactor);
+}
+
+static void store_shard_execute_local(struct store_shard *shard)
+{
+    struct store_request *list = shard->local.head;
+    if (list != NULL) {
+        shard->local = (struct store_outbox){0};
+        store_shard_execute_list(shard, list);
+        RM_ASSERT(shard->local.head == NULL); /* running a request never makes another */
     }
 }
 
+/* Both calls below run on the request's origin, which store_prepare took from the calling
+ * reactor. */
 int store_shard_dispatch(struct store *store, struct store_request *request)
 {
-    struct store_shard *here = store_shard_current(store);
-    RM_ASSERT(request->origin == here->index);
-    if (request->shard == here->index) {
-        store_shard_execute(here, request);
-        return 0;
-    }
-    struct store_outbox *outbox = &here->requests[request->shard];
+    RM_ASSERT(request->origin < store->shard_count);
+    struct store_shard *here = store->shards[request->origin];
+    store_shard_assert_owner(here);
+    bool local = request->shard == here->index;
+    struct store_outbox *outbox = local ? &here->local : &here->requests[request->shard];
     if (outbox->count >= STORE_OUTBOX_REQUESTS_MAX) {
         return -EAGAIN;
     }
-    store_shard_outbox_append(here, request->shard, outbox, request, store_shard_execute_handler);
+    if (local) {
+        store_shard_local_append(here, request);
+    } else {
+        store_shard_outbox_append(here, request->shard, outbox, request,
+                                  store_shard_execute_handler);
+    }
+    return 0;
+}
+
+int store_shard_read(struct store *store, struct store_request *request)
+{
+    RM_ASSERT(request->origin < store->shard_count);
+    struct store_shard *here = store->shards[request->origin];
+    store_shard_assert_owner(here);
+    RM_ASSERT(request->operation == STORE_OPERATION_GET);
+    if (here->local.head == NULL) {
+        store_shard_finish(here, request);
+        return 0;
+    }
+    if (here->local.count >= STORE_OUTBOX_REQUESTS_MAX) {
+        return -EAGAIN;
+    }
+    store_shard_local_append(here, request);
     return 0;
 }
 
@@ -314,12 +430,15 @@ void store_shard_deliver(struct store_shard *shard, struct store_request *reques
     }
     const struct store_stats *stats = &shard->store->stats;
     enum store_stats_operation operation = store_shard_stats_operation(request->operation);
-    store_stats_operation(stats, shard->index, operation, request->result.status);
-    /* The loop's clock, like started_ns: a clock read per request cost 5% of the CAS path;
-     * a latency within one loop iteration reads as 0. */
-    store_stats_observe(stats, shard->index,
-                        operation == STORE_STATS_GET ? stats->read_latency : stats->write_latency,
-                        reactor_now_ns(shard->reactor) - request->started_ns);
+    store_stats_count(&shard->tally, operation, request->result.status);
+    bool read = operation == STORE_STATS_GET;
+    if (store_stats_latency_sampled(&shard->tally, read ? STORE_STATS_READ_LATENCY
+                                                        : STORE_STATS_WRITE_LATENCY)) {
+        /* The loop's clock, like started_ns: a clock read per request cost 5% of the CAS
+         * path; a latency within one loop iteration reads as 0. */
+        store_stats_observe(stats, shard->index, read ? stats->read_latency : stats->write_latency,
+                            reactor_now_ns(shard->reactor) - request->started_ns);
+    }
     /* The callback may reuse the request at once: take what the store still owns first. */
     uint8_t *owned = request->owned_value;
     request->owned_value = NULL;
@@ -327,14 +446,22 @@ void store_shard_deliver(struct store_shard *shard, struct store_request *reques
     rm_free(owned);
 }
 
+/* Runs the local batch and delivers what is done, in turns, since callbacks make new
+ * requests: up to STORE_DONE_BATCH deliveries per tick, so that a tick ends and the commit
+ * batch goes out. */
 static void store_shard_deliver_done(struct store_shard *shard)
 {
-    for (uint32_t delivered = 0; delivered < STORE_DONE_BATCH; delivered++) {
-        struct store_request *request = store_shard_list_pop(&shard->done_head, &shard->done_tail);
-        if (request == NULL) {
+    uint32_t delivered = 0;
+    while (delivered < STORE_DONE_BATCH) {
+        store_shard_execute_local(shard);
+        if (shard->done_head == NULL) {
             return;
         }
-        store_shard_deliver(shard, request);
+        while (delivered < STORE_DONE_BATCH && shard->done_head != NULL) {
+            store_shard_deliver(shard,
+                                store_shard_list_pop(&shard->done_head, &shard->done_tail));
+            delivered++;
+        }
     }
 }
 
@@ -361,9 +488,9 @@ static void store_shard_tick(struct reactor *reactor, void *context)
     RM_ASSERT(shard->reactor == reactor);
     RM_ASSERT(shard->open);
     store_shard_deliver_done(shard);
-    if (shard->done_head != NULL) {
-        /* Callbacks queued more local completions (or the batch limit cut delivery short):
-         * deliver them next iteration rather than after a whole idle tick. */
+    if (shard->done_head != NULL || shard->local.head != NULL) {
+        /* The delivery limit cut the turns short: go on next iteration rather than after a
+         * whole idle tick. */
         reactor_keep_awake(reactor);
     }
     store_commit_tick(shard);
@@ -372,6 +499,8 @@ static void store_shard_tick(struct reactor *reactor, void *context)
     store_compact_tick(shard);
     store_cache_evict(shard);
     store_shard_publish_gauges(shard);
+    store_stats_flush(&shard->store->stats, shard->index, &shard->tally);
+    store_index_retire_flush(shard->epoch_record);
     ck_epoch_poll(shard->epoch_record);
     /* Last: everything this tick and the loop iteration before it sent to other reactors. */
     store_shard_post_all(shard);
@@ -385,6 +514,7 @@ int store_shard_open(struct store *store, struct reactor *reactor)
     struct store_shard *shard = store->shards[index];
     RM_ASSERT(!shard->open && shard->reactor == NULL);
     shard->reactor = reactor;
+    store_shard_thread_reactor = reactor;
     store_index_writer_set(shard->epoch_record);
     uint64_t started_ns = reactor_clock_ns();
     int result = store_commit_init(shard);
@@ -413,7 +543,8 @@ bool store_shard_busy(struct store *store, struct reactor *reactor)
         return false;
     }
     return !store_commit_idle(shard) || shard->done_head != NULL ||
-           !store_shard_outboxes_empty(shard) || shard->inflight > 0;
+           shard->local.head != NULL || !store_shard_outboxes_empty(shard) ||
+           shard->inflight > 0;
 }
 
 void store_shard_close(struct store *store, struct reactor *reactor)
@@ -423,11 +554,14 @@ void store_shard_close(struct store *store, struct reactor *reactor)
     if (!shard->open) {
         return;
     }
-    if (shard->done_head != NULL || !store_shard_outboxes_empty(shard) || shard->inflight > 0) {
+    if (shard->done_head != NULL || shard->local.head != NULL ||
+        !store_shard_outboxes_empty(shard) || shard->inflight > 0) {
         log_warn("store: shard closed before its work drained (drain timeout); unanswered "
                  "requests are dropped, acknowledged writes are flushed",
                  "directory", shard->directory);
     }
+    store_stats_flush(&store->stats, shard->index, &shard->tally);
     shard->leak_batches = !store_commit_close(shard);
+    store_index_retire_flush(shard->epoch_record);
     shard->open = false;
 }

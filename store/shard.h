@@ -170,6 +170,15 @@ struct store_outbox {
     uint32_t count;
 };
 
+/* The namespace of this reactor's last request and what store_prepare derives from it, so
+ * that a run of requests in one namespace checks, hashes and looks it up once. */
+struct store_namespace_memo {
+    uint16_t length; /* 0: empty */
+    bool sync;       /* in sync durability */
+    uint64_t hash_state; /* store_index_hash_add of the namespace and its '/' */
+    char name[STORE_NAMESPACE_MAX];
+};
+
 struct store_shard {
     struct store *store;
     struct reactor *reactor;
@@ -209,6 +218,12 @@ struct store_shard {
      * to their origins. */
     struct store_outbox requests[STORE_SHARDS_MAX];
     struct store_outbox replies[STORE_SHARDS_MAX];
+    /* Requests for this shard made on its own reactor, run as one batch at the store's
+     * tick: a batch's index lookups overlap their cache misses (store_shard_execute_list),
+     * where a request run inside its call had nothing to overlap with. */
+    struct store_outbox local;
+    struct store_stats_tally tally; /* flushed to the metrics once per tick */
+    struct store_namespace_memo namespace_memo; /* of requests made on this reactor */
     uint32_t inflight; /* io_uring operations not yet completed */
     uint64_t record_max;
     struct store_hint_job hint;
@@ -232,7 +247,16 @@ struct store {
 
 /* Owner-side helpers shared by the modules (shard.c). */
 struct store_shard *store_shard_current(struct store *store);
-void store_shard_assert_owner(const struct store_shard *shard);
+
+/* The calling thread's reactor, set when the thread opens its shard: the ownership asserts on
+ * every request's path read it inline, where reactor_current() is a call each. */
+extern _Thread_local struct reactor *store_shard_thread_reactor;
+
+static inline void store_shard_assert_owner(const struct store_shard *shard)
+{
+    RM_ASSERT(shard != NULL);
+    RM_ASSERT(shard->reactor == store_shard_thread_reactor);
+}
 struct store_segment *store_shard_segment(struct store_shard *shard, uint32_t id);
 int store_shard_segment_add(struct store_shard *shard, struct store_segment *segment);
 void store_shard_segment_remove(struct store_shard *shard, struct store_segment *segment);
@@ -242,18 +266,18 @@ struct store_snapshot *store_shard_swap(struct store_shard *shard, struct store_
                                         struct store_snapshot *snapshot);
 /* Whether the snapshot's batch is not yet fdatasynced; any core, about the owner's shard. */
 bool store_shard_unsynced(const struct store_shard *owner, const struct store_snapshot *snapshot);
-/* Whether the request's namespace is in sync durability. */
-bool store_shard_sync_namespace(const struct store *store, const struct store_request *request);
 /* Completes a request: on this reactor in the next delivery, or by message to its origin. */
 void store_shard_finish(struct store_shard *shard, struct store_request *request);
 /* Applies the fault-injection hook to a disk completion result. */
 int store_shard_fault(struct store_shard *shard, int result);
 uint64_t store_shard_unix_ns(void);
-/* Runs a request on its owner (this reactor's shard). */
-void store_shard_execute(struct store_shard *shard, struct store_request *request);
-/* Sends a request to its owner (in this reactor's next batch for it), or runs it here when
- * this reactor owns it. Returns 0 or -EAGAIN when the batch for the owner is full. */
+/* Sends a request to its owner in this reactor's next batch for it (the local batch when
+ * this reactor owns it). Returns 0 or -EAGAIN when the batch for the owner is full. */
 int store_shard_dispatch(struct store *store, struct store_request *request);
+/* Queues a get for resolution at this reactor's next delivery, behind the local batch when
+ * that holds requests, so that a get sees the writes its reactor made before it. Returns 0
+ * or -EAGAIN when the local batch is full. */
+int store_shard_read(struct store *store, struct store_request *request);
 /* Counts and calls back a finished request on its origin reactor. */
 void store_shard_deliver(struct store_shard *shard, struct store_request *request);
 

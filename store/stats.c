@@ -44,6 +44,8 @@ static void store_stats_init_operations(struct store_stats *stats)
     }
 }
 
+_Static_assert(STORE_STATS_LATENCY_SAMPLE_EVERY == 16, "the latency help texts name the rate");
+
 void store_stats_init(struct store_stats *stats, struct metrics_registry *registry)
 {
     RM_ASSERT(stats != NULL);
@@ -54,10 +56,12 @@ void store_stats_init(struct store_stats *stats, struct metrics_registry *regist
     }
     store_stats_init_operations(stats);
     struct metrics_registry *r = registry;
-    stats->read_latency = store_stats_seconds(r, "state_read_latency_seconds",
-                                              "State reads, call to callback.", 1000);
-    stats->write_latency = store_stats_seconds(r, "state_write_latency_seconds",
-                                               "State writes, call to acknowledgement.", 1000);
+    stats->read_latency = store_stats_seconds(
+        r, "state_read_latency_seconds",
+        "State reads, call to callback; one read in 16 is observed.", 1000);
+    stats->write_latency = store_stats_seconds(
+        r, "state_write_latency_seconds",
+        "State writes, call to acknowledgement; one write in 16 is observed.", 1000);
     stats->fsync_latency = store_stats_seconds(
         r, "store_fsync_latency_seconds",
         "Group-commit fdatasync latency (from the write when linked behind it).", 1000);
@@ -112,17 +116,19 @@ void store_stats_observe(const struct store_stats *stats, uint32_t core, int ser
     }
 }
 
-void store_stats_operation(const struct store_stats *stats, uint32_t core,
-                           enum store_stats_operation operation, int status)
+void store_stats_flush(const struct store_stats *stats, uint32_t core,
+                       struct store_stats_tally *tally)
 {
-    RM_ASSERT(operation < STORE_STATS_OPERATIONS);
-    enum store_stats_result result = STORE_STATS_ERROR;
-    if (status == STORE_OK) {
-        result = STORE_STATS_OK;
-    } else if (status == STORE_CONFLICT) {
-        result = STORE_STATS_CONFLICT;
-    } else if (status == STORE_NOT_FOUND) {
-        result = STORE_STATS_NOT_FOUND;
+    RM_ASSERT(stats != NULL);
+    RM_ASSERT(tally != NULL);
+    for (int operation = 0; operation < STORE_STATS_OPERATIONS; operation++) {
+        for (int result = 0; result < STORE_STATS_RESULTS; result++) {
+            uint64_t count = tally->operations[operation][result];
+            if (count > 0) {
+                store_stats_add(stats, core, stats->operations[operation][result],
+                                (int64_t)count);
+                tally->operations[operation][result] = 0;
+            }
+        }
     }
-    store_stats_add(stats, core, stats->operations[operation][result], 1);
 }

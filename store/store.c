@@ -215,6 +215,27 @@ static bool store_namespace_valid(const char *ns, size_t length)
     return true;
 }
 
+/* The namespace's memo on this reactor, made anew when the namespace differs from the last
+ * one. False when the namespace is invalid. */
+static bool store_namespace_remember(const struct store *store, struct store_shard *here,
+                                     const char *ns, size_t length)
+{
+    struct store_namespace_memo *memo = &here->namespace_memo;
+    if (length != 0 && length == memo->length && memcmp(ns, memo->name, length) == 0) {
+        return true;
+    }
+    if (!store_namespace_valid(ns, length)) {
+        return false;
+    }
+    RM_ASSERT(length <= sizeof(memo->name));
+    memcpy(memo->name, ns, length);
+    memo->length = (uint16_t)length;
+    memo->sync = config_durability_of(&store->config, ns, length) == CONFIG_DURABILITY_SYNC;
+    memo->hash_state = store_index_hash_add(STORE_INDEX_HASH_START, (const uint8_t *)ns, length);
+    memo->hash_state = store_index_hash_add(memo->hash_state, (const uint8_t *)"/", 1);
+    return true;
+}
+
 /* Builds "ns/key" into the request and places it. Returns 0 or -EINVAL. */
 static int store_prepare(struct store *store, struct store_request *request,
                          struct store_key key, enum store_operation operation,
@@ -222,22 +243,27 @@ static int store_prepare(struct store *store, struct store_request *request,
 {
     RM_ASSERT(store != NULL && request != NULL);
     RM_ASSERT(callback != NULL);
-    if (!store_namespace_valid(key.ns, key.ns_length) || key.key == NULL ||
-        key.key_length == 0 || key.key_length > STORE_KEY_MAX) {
+    struct store_shard *here = store_shard_current(store);
+    RM_ASSERT(here->open); /* requests are made once the reactor's setup opened its shard */
+    if (key.ns == NULL || key.key == NULL || key.key_length == 0 ||
+        key.key_length > STORE_KEY_MAX ||
+        !store_namespace_remember(store, here, key.ns, key.ns_length)) {
         return -EINVAL;
     }
-    struct reactor *reactor = reactor_current();
-    RM_ASSERT(reactor != NULL);
+    const struct store_namespace_memo *memo = &here->namespace_memo;
     memcpy(request->full_key, key.ns, key.ns_length);
     request->full_key[key.ns_length] = '/';
     memcpy(request->full_key + key.ns_length + 1, key.key, key.key_length);
     request->key_length = (uint16_t)(key.ns_length + 1 + key.key_length);
     request->ns_length = (uint16_t)key.ns_length;
-    request->hash = store_index_hash(request->full_key, request->key_length);
+    request->sync = memo->sync;
+    request->hash = store_index_hash_end(
+        store_index_hash_add(memo->hash_state, key.key, key.key_length));
+    RM_DEBUG_ASSERT(request->hash == store_index_hash(request->full_key, request->key_length));
     request->shard = store_shard_for_hash(request->hash, store->shard_count);
     /* The owner's lookup comes soon: start its likely cache miss while the rest is filled. */
     store_index_prefetch(&store->shards[request->shard]->keys, request->hash);
-    request->origin = reactor_index(reactor);
+    request->origin = here->index;
     request->store = store;
     request->next = NULL;
     request->owned_value = NULL;
@@ -251,7 +277,7 @@ static int store_prepare(struct store *store, struct store_request *request,
     request->callback = callback;
     request->context = context;
     request->result = (struct store_result){0};
-    request->started_ns = reactor_now_ns(reactor);
+    request->started_ns = reactor_now_ns(here->reactor);
     return 0;
 }
 
@@ -275,8 +301,7 @@ int store_get(struct store *store, struct store_request *request, struct store_k
         return result;
     }
     /* Answered at this reactor's next delivery, from the owner's index, lock-free. */
-    store_shard_finish(store_shard_current(store), request);
-    return 0;
+    return store_shard_read(store, request);
 }
 
 static int store_write(struct store *store, struct store_request *request, const void *value,
@@ -430,7 +455,7 @@ int store_scan(struct store *store, const char *ns, size_t ns_length, const void
                          items, capacity, &count, more);
     }
     store_index_section_end(here->epoch_record);
-    store_stats_operation(&store->stats, here->index, STORE_STATS_SCAN, STORE_OK);
+    store_stats_count(&here->tally, STORE_STATS_SCAN, STORE_OK);
     return (int)count;
 }
 

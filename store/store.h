@@ -7,7 +7,9 @@
  * The shard's reactor alone writes the shard; every reactor reads every shard's index
  * lock-free. Writes from other reactors travel to the owner by reactor_post() and their
  * results come back by message, so callbacks always run on the calling reactor; both go in
- * batches, one message per pair of reactors per loop iteration.
+ * batches, one message per pair of reactors per loop iteration. The owner's own writes wait
+ * for its store tick too and run there as one batch (store_get_local and store_scan see a
+ * write once it ran); a store_get waits behind the writes its reactor made before it.
  *
  * Asynchronous calls (store_get, store_put, store_delete, store_append) take a caller-owned
  * `struct store_request` that must stay valid, and untouched, until its callback runs, along
@@ -102,28 +104,31 @@ enum store_operation {
 /* Caller-owned; the caller sets nothing in it directly: the store_* calls fill it. The
  * fields are visible only so that callers can embed it without an allocation. */
 struct store_request {
+    /* The first 64 bytes hold what the store reads of every request when it walks a batch
+     * of them. */
+    struct store_request *next;
+    uint64_t hash;
+    struct store *store;
     store_callback callback;
     void *context;
-    struct store *store;
-    struct store_request *next;
+    uint32_t origin; /* the calling reactor */
+    uint32_t shard;
+    uint32_t value_length;
+    uint16_t key_length; /* of full_key */
+    uint16_t ns_length;
+    uint8_t operation;
+    uint8_t type;
+    bool sync; /* the namespace is in sync durability */
     const uint8_t *value;
     uint8_t *owned_value; /* a value read from disk for this request; freed after callback */
     uint64_t expected_version;
     uint64_t ttl_ms;
     uint64_t started_ns;
-    uint64_t hash;
     struct store_result result;
-    uint32_t value_length;
     uint64_t read_offset; /* the record a disk read fetches */
     uint32_t read_length;
     uint32_t read_segment_id;
     uint64_t read_batch_sequence; /* the batch that wrote what a read saw */
-    uint32_t origin; /* the calling reactor */
-    uint32_t shard;
-    uint16_t key_length; /* of full_key */
-    uint16_t ns_length;
-    uint8_t operation;
-    uint8_t type;
     struct reactor_op read_op;
     uint8_t full_key[STORE_FULL_KEY_MAX];
 };

@@ -95,7 +95,8 @@ static int store_write_apply(struct store_shard *shard, struct store_request *re
     return 0;
 }
 
-void store_write_execute(struct store_shard *shard, struct store_request *request)
+void store_write_execute(struct store_shard *shard, struct store_request *request,
+                         uint64_t now_unix_ns)
 {
     store_shard_assert_owner(shard);
     RM_ASSERT(request->operation == STORE_OPERATION_PUT ||
@@ -106,7 +107,6 @@ void store_write_execute(struct store_shard *shard, struct store_request *reques
         store_shard_finish(shard, request);
         return;
     }
-    uint64_t now_unix_ns = store_shard_unix_ns();
     store_index_section_begin(shard->epoch_record);
     struct store_entry *entry =
         store_index_find(&shard->keys, request->full_key, request->key_length, request->hash);
@@ -123,8 +123,7 @@ void store_write_execute(struct store_shard *shard, struct store_request *reques
         request->result.status = status;
     }
     store_index_section_end(shard->epoch_record);
-    bool sync = store_shard_sync_namespace(shard->store, request);
-    if (sync && (status == STORE_OK || (status > 0 && unsynced))) {
+    if (request->sync && (status == STORE_OK || (status > 0 && unsynced))) {
         store_commit_wait(shard, request);
     } else {
         store_shard_finish(shard, request);

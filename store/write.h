@@ -7,6 +7,8 @@
 
 #include "store/shard.h"
 
-void store_write_execute(struct store_shard *shard, struct store_request *request);
+/* now_unix_ns: the record's timestamp, and the time TTLs are checked against. */
+void store_write_execute(struct store_shard *shard, struct store_request *request,
+                         uint64_t now_unix_ns);
 
 #endif

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "core/alloc.h"
 #include "tests/unit/test_store_harness.h"
 
 static struct harness_result result;
@@ -92,6 +93,115 @@ static void pause_ms(long milliseconds)
     struct timespec pause = {.tv_sec = milliseconds / 1000,
                              .tv_nsec = (milliseconds % 1000) * 1000000};
     nanosleep(&pause, NULL);
+}
+
+/* Four requests made in one callback on the reactor that owns their key: put, get, put on
+ * the first put's version, get. The owner runs its own requests as a batch at its tick, and a
+ * get waits behind the writes made before it, so none misses the put just before it (a get
+ * resolved at delivery may also see later ones). From a callback, since callbacks run while
+ * the store delivers: a get queued for delivery there would be answered before the batch. */
+#define ORDER_REQUESTS 5 /* the starter, then the four */
+
+struct order_turn {
+    struct harness *harness;
+    char starter[32]; /* also reactor 0's: its callback runs as reactor 0's store delivers */
+    char key[32];
+    struct store_request requests[ORDER_REQUESTS];
+    int status[ORDER_REQUESTS];
+    uint64_t version[ORDER_REQUESTS];
+    char value[ORDER_REQUESTS][8];
+    int done;
+};
+
+static void order_callback(struct store_request *request, const struct store_result *outcome);
+
+static void order_four(struct order_turn *turn)
+{
+    struct store *store = turn->harness->store;
+    struct store_key key = {"app", 3, turn->key, strlen(turn->key)};
+    struct store_write first = {.expected_version = 0, .value = "one", .value_length = 3};
+    struct store_write second = {.expected_version = 1, .value = "two", .value_length = 3};
+    cr_assert_eq(store_put(store, &turn->requests[1], key, &first, order_callback, turn), 0);
+    cr_assert_eq(store_get(store, &turn->requests[2], key, order_callback, turn), 0);
+    cr_assert_eq(store_put(store, &turn->requests[3], key, &second, order_callback, turn), 0);
+    cr_assert_eq(store_get(store, &turn->requests[4], key, order_callback, turn), 0);
+}
+
+static void order_callback(struct store_request *request, const struct store_result *outcome)
+{
+    struct order_turn *turn = request->context;
+    size_t index = (size_t)(request - turn->requests);
+    cr_assert(index < ORDER_REQUESTS);
+    turn->status[index] = outcome->status;
+    turn->version[index] = outcome->version;
+    if (outcome->status == STORE_OK && outcome->value != NULL &&
+        outcome->value_length < sizeof(turn->value[index])) {
+        memcpy(turn->value[index], outcome->value, outcome->value_length);
+    }
+    if (index == 0) {
+        order_four(turn);
+    }
+    __atomic_add_fetch(&turn->done, 1, __ATOMIC_RELEASE);
+}
+
+static void order_start(struct harness *harness, void *argument)
+{
+    struct order_turn *turn = argument;
+    struct store_key key = {"app", 3, turn->starter, strlen(turn->starter)};
+    struct store_write write = {.expected_version = STORE_VERSION_ANY, .value = "s",
+                                .value_length = 1};
+    cr_assert_eq(store_put(harness->store, &turn->requests[0], key, &write, order_callback,
+                           turn), 0);
+}
+
+/* The reactor's count of successful puts in state_operations_total, from /metrics. */
+static long order_puts_counted(struct harness *harness)
+{
+    char *text = NULL;
+    metrics_render(harness->metrics, &text);
+    cr_assert_not_null(text);
+    const char *name = "ringmaster_state_operations_total{op=\"put\",result=\"ok\"} ";
+    const char *line = strstr(text, name);
+    long count = line != NULL ? strtol(line + strlen(name), NULL, 10) : -1;
+    rm_free(text);
+    return count;
+}
+
+Test(store_cas, own_shard_requests_of_one_callback_keep_their_order)
+{
+    struct harness harness;
+    harness_init(&harness, 2);
+    cr_assert_eq(harness_start(&harness), 0);
+    static struct order_turn turn;
+    turn.harness = &harness;
+    uint32_t used = harness_key_on_shard(&harness, "app", 0, 0, turn.key, sizeof(turn.key));
+    harness_key_on_shard(&harness, "app", 0, used + 1, turn.starter, sizeof(turn.starter));
+    harness_run(&harness, 0, order_start, &turn);
+    for (int wait = 0; wait < 5000 && __atomic_load_n(&turn.done, __ATOMIC_ACQUIRE) <
+                                          ORDER_REQUESTS; wait++) {
+        pause_ms(1);
+    }
+    cr_assert_eq(__atomic_load_n(&turn.done, __ATOMIC_ACQUIRE), ORDER_REQUESTS);
+    cr_assert_eq(turn.status[0], STORE_OK);
+    cr_assert_eq(turn.status[1], STORE_OK);
+    cr_assert_eq(turn.version[1], 1);
+    cr_assert_eq(turn.status[2], STORE_OK, "the get sees the put made before it");
+    cr_assert(turn.version[2] == 1 || turn.version[2] == 2);
+    cr_assert_str_eq(turn.value[2], turn.version[2] == 1 ? "one" : "two");
+    cr_assert_eq(turn.status[3], STORE_OK, "the second put finds version 1");
+    cr_assert_eq(turn.version[3], 2);
+    cr_assert_eq(turn.status[4], STORE_OK);
+    cr_assert_eq(turn.version[4], 2);
+    cr_assert_str_eq(turn.value[4], "two");
+    /* Counters are flushed once per tick: exact, if up to a tick late. */
+    long counted = -1;
+    for (int wait = 0; wait < 5000 && counted != 3; wait++) {
+        counted = order_puts_counted(&harness);
+        pause_ms(counted == 3 ? 0 : 1);
+    }
+    cr_assert_eq(counted, 3, "the starter and the two puts");
+    harness_stop(&harness);
+    harness_cleanup(&harness);
 }
 
 static void durability_round(struct harness *harness, const char *ns, uint32_t keys)
