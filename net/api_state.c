@@ -167,16 +167,23 @@ static const char *api_state_etag(char *etag, uint64_t version)
     return etag;
 }
 
+/* `prefix` then the number then '}': the JSON bodies that end in a version. */
+static size_t api_state_number_body(char *body, size_t capacity, const char *prefix,
+                                    size_t prefix_length, uint64_t number)
+{
+    RM_ASSERT(capacity >= prefix_length + HTTP_RESPONSE_DECIMAL_MAX + 1);
+    memcpy(body, prefix, prefix_length);
+    size_t length = prefix_length + http_response_decimal(body + prefix_length, number);
+    body[length++] = '}';
+    return length;
+}
+
 static void api_state_respond_version(struct api_state_call *call, int status, uint64_t version)
 {
     static const char start[] = "{\"version\":";
     char etag[API_STATE_ETAG_BYTES];
     char body[sizeof(start) + HTTP_RESPONSE_DECIMAL_MAX + 1];
-    memcpy(body, start, sizeof(start) - 1);
-    size_t length = sizeof(start) - 1;
-    length += http_response_decimal(body + length, version);
-    body[length++] = '}';
-    RM_ASSERT(length <= sizeof(body));
+    size_t length = api_state_number_body(body, sizeof(body), start, sizeof(start) - 1, version);
     struct http_response_header header = {"ETag", api_state_etag(etag, version)};
     http_exchange_respond(call->exchange, status, "application/json", &header, 1, body, length);
 }
@@ -187,11 +194,7 @@ static void api_state_respond_conflict(struct api_state_call *call, uint64_t cur
         "{\"error\":{\"type\":\"precondition_failed\",\"message\":\"the version does not "
         "match; read the key again and retry with its ETag\"},\"current_version\":";
     char body[sizeof(start) + HTTP_RESPONSE_DECIMAL_MAX + 1];
-    memcpy(body, start, sizeof(start) - 1);
-    size_t length = sizeof(start) - 1;
-    length += http_response_decimal(body + length, current);
-    body[length++] = '}';
-    RM_ASSERT(length <= sizeof(body));
+    size_t length = api_state_number_body(body, sizeof(body), start, sizeof(start) - 1, current);
     http_exchange_respond(call->exchange, 412, "application/json", NULL, 0, body, length);
 }
 
