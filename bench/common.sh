@@ -91,3 +91,25 @@ CONF
     pids+=("$nginx_pid")
     wait_http "$nginx_port"
 }
+
+# start_gateway: ringmaster-mock ($mock_bin), then the engine ($engine_bin) in front of it
+# with one endpoint "mock" for any model (max_in_flight 1024), both on CPU $server_cpu; sets
+# mock_pid, mock_port, engine_pid and engine_port. Logs: $work/mock.err, $work/gateway.err.
+start_gateway() {
+    taskset -c "$server_cpu" "$mock_bin" --listen 127.0.0.1:0 --threads 1 2>"$work/mock.err" &
+    mock_pid=$!
+    pids+=("$mock_pid")
+    mock_port=$(started_port "$work/mock.err" "$mock_pid")
+    cat >"$work/gateway.json" <<JSON
+{"listen": "127.0.0.1:0", "threads": 1, "data_dir": "$work/gateway-data",
+ "log": {"level": "warn"},
+ "endpoints": {"mock": {"url": "http://127.0.0.1:$mock_port/v1", "keys": [{"name": "local"}],
+                        "max_in_flight": 1024, "max_queue": 100000}}}
+JSON
+    taskset -c "$server_cpu" "$engine_bin" --config "$work/gateway.json" \
+        2>"$work/gateway.err" &
+    engine_pid=$!
+    pids+=("$engine_pid")
+    engine_port=$(started_port "$work/gateway.err" "$engine_pid")
+    wait_http "$engine_port"
+}

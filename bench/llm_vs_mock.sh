@@ -35,22 +35,7 @@ source bench/common.sh
 ticks=$(getconf CLK_TCK)
 
 # ---- the mock, then the engine in front of it ----
-taskset -c "$server_cpu" "$mock_bin" --listen 127.0.0.1:0 --threads 1 2>"$work/mock.err" &
-mock_pid=$!
-pids+=("$mock_pid")
-mock_port=$(started_port "$work/mock.err" "$mock_pid")
-
-cat >"$work/ringmaster.json" <<JSON
-{"listen": "127.0.0.1:0", "threads": 1, "data_dir": "$work/data", "log": {"level": "warn"},
- "endpoints": {"mock": {"url": "http://127.0.0.1:$mock_port/v1", "keys": [{"name": "local"}],
-                        "max_in_flight": 1024, "max_queue": 100000}}}
-JSON
-taskset -c "$server_cpu" "$engine_bin" --config "$work/ringmaster.json" \
-    2>"$work/ringmaster.err" &
-engine_pid=$!
-pids+=("$engine_pid")
-engine_port=$(started_port "$work/ringmaster.err" "$engine_pid")
-wait_http "$engine_port"
+start_gateway
 
 # ---- the body, the wrk script, and one request through the engine ----
 body='{"model":"gpt-mock","messages":[{"role":"user","content":"hello"}]}'
@@ -68,7 +53,7 @@ status=$(curl -s -o "$work/check.json" -w '%{http_code}' -X POST \
     echo "a request through the engine answered $status, not 200 with a chat completion:"
     cat "$work/check.json"
     echo
-    cat "$work/ringmaster.err"
+    cat "$work/gateway.err"
     exit 1
 }
 

@@ -286,20 +286,7 @@ state_point state_redis_always always 64 "$sync_s"
 
 # ---- 3. Gateway: through the engine to the mock vs the mock directly ----
 echo "== Gateway: POST /v1/chat/completions, engine -> mock vs mock (rates: $gw_rates)" >&2
-taskset -c "$server_cpu" "$mock_bin" --listen 127.0.0.1:0 --threads 1 2>"$work/mock.err" &
-mock_pid=$!
-pids+=("$mock_pid")
-mock_port=$(started_port "$work/mock.err" "$mock_pid")
-cat >"$work/gateway.json" <<JSON
-{"listen": "127.0.0.1:0", "threads": 1, "data_dir": "$work/gw-data", "log": {"level": "warn"},
- "endpoints": {"mock": {"url": "http://127.0.0.1:$mock_port/v1", "keys": [{"name": "local"}],
-                        "max_in_flight": 1024, "max_queue": 100000}}}
-JSON
-taskset -c "$server_cpu" "$engine_bin" --config "$work/gateway.json" 2>"$work/gw-rm.err" &
-engine_pid=$!
-pids+=("$engine_pid")
-engine_port=$(started_port "$work/gw-rm.err" "$engine_pid")
-wait_http "$engine_port"
+start_gateway
 
 body='{"model":"gpt-mock","messages":[{"role":"user","content":"hello"}]}'
 status=$(curl -s -m 5 -o "$work/check.json" -w '%{http_code}' -X POST \
@@ -307,7 +294,7 @@ status=$(curl -s -m 5 -o "$work/check.json" -w '%{http_code}' -X POST \
     "http://127.0.0.1:$engine_port/v1/chat/completions") || status=000
 [ "$status" = 200 ] && grep -q '"chat.completion"' "$work/check.json" || {
     echo "a request through the engine answered $status, not 200 with a chat completion:"
-    cat "$work/check.json" "$work/gw-rm.err"
+    cat "$work/check.json" "$work/gateway.err"
     exit 1
 }
 escaped=${body//\\/\\\\}
