@@ -12,12 +12,14 @@
 #define rm_malloc(size) malloc(size)
 #define rm_calloc(count, size) calloc(count, size)
 #define rm_realloc(pointer, size) realloc(pointer, size)
+#define rm_malloc_aligned(size, alignment) aligned_alloc(alignment, size)
 #define rm_free(pointer) free(pointer)
 #else
 #include <mimalloc.h>
 #define rm_malloc(size) mi_malloc(size)
 #define rm_calloc(count, size) mi_calloc(count, size)
 #define rm_realloc(pointer, size) mi_realloc(pointer, size)
+#define rm_malloc_aligned(size, alignment) mi_malloc_aligned(size, alignment)
 #define rm_free(pointer) mi_free(pointer)
 #endif
 

@@ -3,14 +3,16 @@
 
 /* Group commit. Records are encoded straight into the shard's filling batch; once per
  * reactor tick (and at once when the batch is full) the batch goes out as one io_uring write
- * per segment it touches, followed by one fdatasync per dirty segment when any write in it
- * asked for durability. Up to STORE_BATCHES - 1 batches are in flight: an async batch waits
- * for the ones before it, a sync batch goes at once, so a sync writer waits for one
- * fdatasync rather than for the one in flight and then its own. A batch's fdatasyncs start
- * once every earlier batch is written, so each covers all before it; batches are retired
- * (answered, their old snapshots freed) in sequence order. When every batch is busy and the
- * filling one is full, writers get -EAGAIN (the HTTP layer answers 503 with Retry-After; a
- * wait queue would only move the bound elsewhere).
+ * per segment it touches (O_DIRECT where some namespace is sync: direct.h), followed by one
+ * fdatasync per dirty segment when any write in it asked for durability. Up to
+ * STORE_BATCHES - 1 batches are in flight. An async batch waits for the ones before it. A
+ * batch someone waits on goes when no other such batch is in flight, and when most of the
+ * writers the last one answered are back (STORE_GATHER_PERCENT, at most STORE_GATHER_NS):
+ * on this disk fewer, fuller fdatasyncs answer more writes than overlapping ones. A batch's
+ * fdatasyncs start once every earlier batch is written, so each covers all before it;
+ * batches are retired (answered, their old snapshots freed) in sequence order. When every
+ * batch is busy and the filling one is full, writers get -EAGAIN (the HTTP layer answers 503
+ * with Retry-After; a wait queue would only move the bound elsewhere).
  *
  * Every index change made for a batch is logged (entry, previous snapshot). On success the
  * previous snapshots are retired through the epoch; on a failed write or fsync every batch

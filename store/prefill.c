@@ -5,9 +5,10 @@
 
 #include "core/log.h"
 #include "core/rm_assert.h"
+#include "store/direct.h"
 
-/* Only ever read (by the kernel), so every reactor can write from it. */
-static uint8_t store_prefill_zeros[STORE_PREFILL_CHUNK_BYTES];
+/* Only ever read (by the kernel), so every reactor can write from it; aligned for O_DIRECT. */
+static _Alignas(STORE_DIRECT_BLOCK) uint8_t store_prefill_zeros[STORE_PREFILL_CHUNK_BYTES];
 
 static void store_prefill_callback(struct reactor_op *op, int result, uint32_t flags)
 {
@@ -55,6 +56,13 @@ void store_prefill_tick(struct store_shard *shard)
     if (start < segment->size + STORE_PREFILL_GAP_BYTES) {
         start = segment->size + STORE_PREFILL_GAP_BYTES;
     }
+    /* Direct commits overwrite these blocks: written directly too, the zeros leave no pages
+     * in the cache that such a write would have to flush first. */
+    int fd = segment->direct_fd >= 0 ? segment->direct_fd : segment->fd;
+    if (segment->direct_fd >= 0) {
+        start = store_direct_up(start);
+        limit = store_direct_down(limit);
+    }
     if (start >= limit) {
         return;
     }
@@ -65,7 +73,7 @@ void store_prefill_tick(struct store_shard *shard)
     segment->prefill_op = (struct reactor_op){.callback = store_prefill_callback,
                                               .context = segment};
     struct io_uring_sqe *sqe = reactor_sqe(shard->reactor, &segment->prefill_op);
-    io_uring_prep_write(sqe, segment->fd, store_prefill_zeros, (unsigned)length, start);
+    io_uring_prep_write(sqe, fd, store_prefill_zeros, (unsigned)length, start);
     shard->inflight++;
 }
 

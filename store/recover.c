@@ -12,6 +12,7 @@
 #include "core/alloc.h"
 #include "core/log.h"
 #include "core/rm_assert.h"
+#include "store/direct.h"
 #include "store/hint.h"
 #include "store/record.h"
 #include "store/segment.h"
@@ -548,5 +549,5 @@ int store_recover(struct store_shard *shard)
     store_stats_add(&shard->store->stats, shard->index, shard->store->stats.records_recovered,
                     (int64_t)records);
     RM_ASSERT(shard->active->size == shard->active->written);
-    return 0;
+    return store_direct_resume(shard, shard->active);
 }

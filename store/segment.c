@@ -9,6 +9,7 @@
 #include "core/alloc.h"
 #include "core/log.h"
 #include "core/rm_assert.h"
+#include "store/direct.h"
 #include "store/hint.h"
 
 struct store_segment *store_segment_new(struct store_shard *shard, uint32_t id)
@@ -22,6 +23,7 @@ struct store_segment *store_segment_new(struct store_shard *shard, uint32_t id)
     segment->shard = shard;
     segment->id = id;
     segment->fd = -1;
+    segment->direct_fd = -1;
     segment->state = STORE_SEGMENT_OPENING;
     int length = snprintf(segment->path, sizeof(segment->path), "%s/" STORE_SEGMENT_NAME_FORMAT,
                           shard->directory, id);
@@ -39,6 +41,7 @@ void store_segment_free(struct store_segment *segment)
     if (segment->fd >= 0) {
         close(segment->fd);
     }
+    store_direct_close(segment);
     store_hint_untrack(segment);
     rm_free(segment);
 }
@@ -63,6 +66,8 @@ static void store_segment_create_callback(struct reactor_op *op, int result, uin
     }
     segment->fd = result;
     segment->state = STORE_SEGMENT_ACTIVE;
+    /* A plain open of the file just created: it only looks up the name. */
+    store_direct_open(shard, segment);
 }
 
 void store_segment_create_async(struct store_segment *segment)
@@ -100,6 +105,7 @@ static void store_segment_close_if_unused(struct store_segment *segment)
     if (segment->reads > 0 || segment->deletes > 0) {
         return;
     }
+    store_direct_close(segment);
     segment->op = (struct reactor_op){.callback = store_segment_close_callback,
                                       .context = segment};
     struct io_uring_sqe *sqe = reactor_sqe(shard->reactor, &segment->op);

@@ -23,10 +23,15 @@
 #define STORE_BATCH_BYTES (4u << 20)    /* group-commit buffer, plus one largest record */
 #define STORE_BATCH_RECORDS_MAX 32768u  /* records per batch (the undo log's size) */
 #define STORE_BATCH_RUNS_MAX 2u         /* a batch spans at most one segment roll */
-/* One batch filling, the others in flight: sync batches overlap their fdatasyncs, which the
- * disk serves faster together than one after the other. */
+/* One batch filling, the others in flight: async batches and full ones go while earlier
+ * ones are still being written or synced. */
 #define STORE_BATCHES 4u
 #define STORE_BATCH_SYNCS_MAX 10u       /* fdatasyncs per batch: dirty segments + directory */
+/* A sync batch waits for STORE_GATHER_PERCENT of the writers the last round had (callers
+ * answered by the last fdatasync come back with their next write), at most
+ * STORE_GATHER_NS. */
+#define STORE_GATHER_PERCENT 75u
+#define STORE_GATHER_NS 200000u
 #define STORE_COMPACT_SLICE_BYTES (256u << 10) /* read per tick by compaction */
 #define STORE_SEGMENT_BYTES_MIN 4096u
 #define STORE_DONE_BATCH 4096u          /* completions delivered per tick */
@@ -45,6 +50,14 @@ enum store_segment_state {
 
 struct store_shard;
 
+/* An io_uring timeout that wakes the owner's loop, whose tick then does what is due. */
+struct store_wakeup {
+    struct store_shard *shard;
+    bool armed;
+    struct __kernel_timespec interval;
+    struct reactor_op op;
+};
+
 /* The entries written into a segment, in chunks, so that its hint visits those records
  * rather than the whole index (hint.c). */
 #define STORE_HINT_CHUNK_ENTRIES 4094u
@@ -59,6 +72,7 @@ struct store_segment {
     struct store_shard *shard;
     uint32_t id;
     int fd;
+    int direct_fd; /* O_DIRECT, for group commits while active (direct.h); -1: none */
     enum store_segment_state state;
     uint64_t size;       /* bytes assigned to records, written or still in a batch */
     uint64_t written;    /* bytes the kernel accepted */
@@ -95,6 +109,7 @@ struct store_batch_run {
     uint64_t file_offset;
     uint32_t buffer_offset;
     uint32_t length;
+    bool direct; /* written through the segment's direct_fd, in whole blocks (direct.h) */
     struct reactor_op op;
 };
 
@@ -118,6 +133,7 @@ struct store_batch {
     uint32_t run_count;
     uint32_t sync_count;
     uint32_t undo_count;
+    uint32_t waiter_count; /* requests answered when it is durable */
     uint32_t ops_pending;    /* writes and fdatasyncs in flight */
     uint32_t writes_pending; /* writes in flight */
     int error;
@@ -156,6 +172,14 @@ struct store_compaction {
     struct reactor_op op;
 };
 
+/* The last partial block of the segment being appended to, as far as batches were staged
+ * for direct writes (direct.h). */
+struct store_direct_tail {
+    struct store_segment *segment; /* NULL: none yet */
+    uint64_t end;                  /* block holds the bytes [end rounded down to a block, end) */
+    uint8_t *block;
+};
+
 /* Outgoing requests are batched: a message per request cost more than the request's work.
  * A list is posted at the end of the store's tick, or as soon as it holds
  * STORE_OUTBOX_POST_AT requests, so that the target starts on the first ones while this
@@ -186,6 +210,9 @@ struct store_shard {
     bool open;
     int failed; /* 0, or the disk error after which writes are refused */
     bool prefill_failed; /* a zero fill failed: appends go without them from then on */
+    bool direct; /* group commits write with O_DIRECT (direct.h): the store prefills and the
+                  * file system takes it */
+    struct store_direct_tail tail;
     ck_epoch_record_t *epoch_record;
     struct store_index keys;
     char directory[STORE_PATH_MAX];
@@ -204,9 +231,12 @@ struct store_shard {
      * rm_atomic_store_64; other cores load it to tell whether a snapshot is durable. */
     uint64_t synced_sequence;
     uint64_t unsynced_since_ns;  /* written but not yet fdatasynced (async); 0: none */
-    bool timer_armed;
-    struct __kernel_timespec timer_interval;
-    struct reactor_op timer_op;
+    /* Group commit waits for the writers of the last round (commit.c): how many it had with
+     * the batch filling when it was answered, and when. */
+    uint32_t gather_target;
+    uint64_t gather_since_ns;
+    struct store_wakeup flush_wakeup;  /* async data due for its fdatasync */
+    struct store_wakeup gather_wakeup; /* a gathering sync batch due to go (commit.c) */
     uint64_t cache_bytes;
     uint64_t cache_limit;
     struct store_entry *cache_head;

@@ -76,6 +76,10 @@ void store_stats_init(struct store_stats *stats, struct metrics_registry *regist
         r, "store_prefilled_bytes_total",
         "Zero bytes written ahead of the active segment's end (store/prefill.h).",
         METRICS_COUNTER);
+    stats->direct_writes = store_stats_series(
+        r, "store_direct_writes_total",
+        "Group-commit writes sent with O_DIRECT, past the page cache (store/direct.h).",
+        METRICS_COUNTER);
     stats->gauges[STORE_STATS_LIVE_BYTES] = store_stats_series(
         r, "store_live_bytes", "Segment bytes the index points at.", METRICS_GAUGE);
     stats->gauges[STORE_STATS_DEAD_BYTES] = store_stats_series(

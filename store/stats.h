@@ -54,6 +54,7 @@ struct store_stats {
     int batch_records;
     int bytes_written;
     int prefilled_bytes;
+    int direct_writes;
     int gauges[3];
     int compactions;
     int recovery_seconds;
