@@ -48,7 +48,7 @@ fuzz_LIBS := -fsanitize=fuzzer,address,undefined $(LIBS)
 
 all: deps build/release/ringmaster build/release/libringmaster.a build/release/state-bench \
 	build/release/ringmaster-mock build/release/store-bench build/release/client-bench \
-	build/release/openloop
+	build/release/openloop build/release/commit-paths
 
 help:
 	@echo "make deps        install missing Debian packages (apt-get)"
@@ -104,6 +104,10 @@ build/$(1)/state-bench: bench/state_bench.c | deps
 build/$(1)/openloop: bench/openloop.c | deps
 	@mkdir -p $$(dir $$@)
 	$$($(1)_CC) $$($(1)_CFLAGS) $$< -o $$@
+
+build/$(1)/commit-paths: bench/commit_paths.c | deps
+	@mkdir -p $$(dir $$@)
+	$$($(1)_CC) $$($(1)_CFLAGS) $$< -luring -o $$@
 
 build/$(1)/store-bench: build/$(1)/bench/store_bench.o build/$(1)/bench/bench_samples.o \
 		build/$(1)/libringmaster.a
