@@ -21,7 +21,6 @@ static void store_commit_reset(struct store_batch *batch, uint64_t sequence)
     batch->run_count = 0;
     batch->sync_count = 0;
     batch->undo_count = 0;
-    batch->waiter_count = 0;
     batch->error = 0;
     batch->sync = false;
     batch->applied = false;
@@ -211,7 +210,6 @@ static void store_commit_append_waiter(struct store_batch *batch, struct store_r
         batch->waiters_tail->next = request;
     }
     batch->waiters_tail = request;
-    batch->waiter_count++;
 }
 
 void store_commit_wait(struct store_shard *shard, struct store_request *request)
@@ -327,10 +325,6 @@ static void store_commit_complete(struct store_shard *shard, struct store_batch 
                             batch->undo_count);
     }
     shard->retired_sequence = batch->sequence;
-    if (batch->waiter_count > 0) {
-        shard->gather_target = batch->waiter_count + shard->filling->waiter_count;
-        shard->gather_since_ns = reactor_now_ns(shard->reactor);
-    }
     store_commit_finish_waiters(shard, batch, 0);
 }
 
@@ -395,49 +389,11 @@ static void store_commit_synced(struct store_shard *shard, struct store_batch *b
                         elapsed);
 }
 
-static void store_commit_wakeup_callback(struct reactor_op *op, int result, uint32_t flags)
-{
-    struct store_wakeup *wakeup = op->context;
-    struct store_shard *shard = wakeup->shard;
-    (void)result; /* -ETIME: the interval passed, which is all the tick needs to know */
-    (void)flags;
-    RM_ASSERT(wakeup->armed);
-    RM_ASSERT(shard->inflight > 0);
-    wakeup->armed = false;
-    shard->inflight--;
-}
-
-static void store_commit_wakeup_arm(struct store_shard *shard, struct store_wakeup *wakeup,
-                                    uint64_t interval_ns)
-{
-    if (wakeup->armed) {
-        return;
-    }
-    wakeup->shard = shard;
-    wakeup->interval.tv_sec = (long long)(interval_ns / 1000000000u);
-    wakeup->interval.tv_nsec = (long long)(interval_ns % 1000000000u);
-    wakeup->op = (struct reactor_op){.callback = store_commit_wakeup_callback,
-                                     .context = wakeup};
-    struct io_uring_sqe *sqe = reactor_sqe(shard->reactor, &wakeup->op);
-    io_uring_prep_timeout(sqe, &wakeup->interval, 0, 0);
-    wakeup->armed = true;
-    shard->inflight++;
-}
-
-/* Wakes the loop when async data is due for its fdatasync, even if nothing else happens. */
-static void store_commit_arm_timer(struct store_shard *shard)
-{
-    uint64_t interval_ms = shard->store->config.durability.flush_interval_ms;
-    store_commit_wakeup_arm(shard, &shard->flush_wakeup, interval_ms * 1000000u);
-}
-
-/* Whether the filling batch, which someone waits on, holds back. One such batch is in flight
- * at a time: this disk serves overlapping fdatasyncs no faster than one after the other, so
- * fewer, fuller batches answer more writes. And when the last one is answered, its callers
- * come back with their next writes over the next hundred or so microseconds: waiting for
- * most of them, briefly, makes the next batch that much fuller. Sync CAS over HTTP at 64
- * connections (bench/state_vs_redis.sh) went from 103k-113k to 131k-135k ops/s. */
-static bool store_commit_gathering(struct store_shard *shard)
+/* Whether the filling batch, which someone waits on, waits for another such batch in flight.
+ * This disk serves overlapping fdatasyncs no faster than one after the other, so fewer,
+ * fuller batches answer more writes: sync CAS over HTTP at 64 connections (state-bench,
+ * builds alternating) went from 103k-113k ops/s with batches overlapping to 114k-123k. */
+static bool store_commit_sync_waits(struct store_shard *shard)
 {
     struct store_batch *batch = shard->filling;
     if (batch->waiters_head == NULL) {
@@ -448,16 +404,7 @@ static bool store_commit_gathering(struct store_shard *shard)
             return true;
         }
     }
-    if ((uint64_t)batch->waiter_count * 100 >= (uint64_t)shard->gather_target *
-                                                   STORE_GATHER_PERCENT) {
-        return false;
-    }
-    uint64_t waited = reactor_now_ns(shard->reactor) - shard->gather_since_ns;
-    if (waited >= STORE_GATHER_NS) {
-        return false;
-    }
-    store_commit_wakeup_arm(shard, &shard->gather_wakeup, STORE_GATHER_NS - waited);
-    return true;
+    return false;
 }
 
 /* A batch someone waits on goes as soon as the batch before it is done, from that one's
@@ -465,7 +412,7 @@ static bool store_commit_gathering(struct store_shard *shard)
  * about to send (the tick comes after them), where it waited behind their TCP work. */
 static void store_commit_next(struct store_shard *shard)
 {
-    if (shard->filling->waiters_head != NULL && !store_commit_gathering(shard)) {
+    if (shard->filling->waiters_head != NULL && !store_commit_sync_waits(shard)) {
         store_commit_start(shard);
     }
 }
@@ -728,12 +675,40 @@ static void store_commit_start(struct store_shard *shard)
 void store_commit_flush(struct store_shard *shard)
 {
     store_shard_assert_owner(shard);
-    if (store_commit_gathering(shard)) {
+    if (store_commit_sync_waits(shard)) {
         return;
     }
     if (shard->filling->sync || store_commit_in_flight(shard) == 0) {
         store_commit_start(shard);
     }
+}
+
+static void store_commit_timer_callback(struct reactor_op *op, int result, uint32_t flags)
+{
+    struct store_shard *shard = op->context;
+    (void)result; /* -ETIME: the interval passed, which is all the tick needs to know */
+    (void)flags;
+    RM_ASSERT(shard->timer_armed);
+    RM_ASSERT(shard->inflight > 0);
+    shard->timer_armed = false;
+    shard->inflight--;
+}
+
+/* Wakes the loop when async data is due for its fdatasync, even if nothing else happens. */
+static void store_commit_arm_timer(struct store_shard *shard)
+{
+    if (shard->timer_armed) {
+        return;
+    }
+    uint32_t interval_ms = shard->store->config.durability.flush_interval_ms;
+    shard->timer_interval.tv_sec = interval_ms / 1000;
+    shard->timer_interval.tv_nsec = (long long)(interval_ms % 1000) * 1000000ll;
+    shard->timer_op = (struct reactor_op){.callback = store_commit_timer_callback,
+                                          .context = shard};
+    struct io_uring_sqe *sqe = reactor_sqe(shard->reactor, &shard->timer_op);
+    io_uring_prep_timeout(sqe, &shard->timer_interval, 0, 0);
+    shard->timer_armed = true;
+    shard->inflight++;
 }
 
 void store_commit_tick(struct store_shard *shard)
@@ -746,7 +721,7 @@ void store_commit_tick(struct store_shard *shard)
     }
     store_commit_flush(shard);
     if (shard->unsynced_since_ns != 0 && store_commit_in_flight(shard) == 0 &&
-        !shard->flush_wakeup.armed) {
+        !shard->timer_armed) {
         store_commit_arm_timer(shard);
     }
 }
@@ -756,7 +731,7 @@ bool store_commit_idle(const struct store_shard *shard)
     RM_ASSERT(shard != NULL);
     return store_commit_in_flight(shard) == 0 && shard->filling->used == 0 &&
            shard->filling->waiters_head == NULL && shard->unsynced_since_ns == 0 &&
-           !shard->flush_wakeup.armed && !shard->gather_wakeup.armed;
+           !shard->timer_armed;
 }
 
 static void store_commit_write_blocking(struct store_shard *shard, struct store_batch *batch)

@@ -6,9 +6,8 @@
  * per segment it touches (O_DIRECT where some namespace is sync: direct.h), followed by one
  * fdatasync per dirty segment when any write in it asked for durability. Up to
  * STORE_BATCHES - 1 batches are in flight. An async batch waits for the ones before it. A
- * batch someone waits on goes when no other such batch is in flight, and when most of the
- * writers the last one answered are back (STORE_GATHER_PERCENT, at most STORE_GATHER_NS):
- * on this disk fewer, fuller fdatasyncs answer more writes than overlapping ones. A batch's
+ * batch someone waits on goes when no other such batch is in flight: on this disk fewer,
+ * fuller fdatasyncs answer more writes than overlapping ones. A batch's
  * fdatasyncs start once every earlier batch is written, so each covers all before it;
  * batches are retired (answered, their old snapshots freed) in sequence order. When every
  * batch is busy and the filling one is full, writers get -EAGAIN (the HTTP layer answers 503

@@ -27,11 +27,6 @@
  * ones are still being written or synced. */
 #define STORE_BATCHES 4u
 #define STORE_BATCH_SYNCS_MAX 10u       /* fdatasyncs per batch: dirty segments + directory */
-/* A sync batch waits for STORE_GATHER_PERCENT of the writers the last round had (callers
- * answered by the last fdatasync come back with their next write), at most
- * STORE_GATHER_NS. */
-#define STORE_GATHER_PERCENT 75u
-#define STORE_GATHER_NS 200000u
 #define STORE_COMPACT_SLICE_BYTES (256u << 10) /* read per tick by compaction */
 #define STORE_SEGMENT_BYTES_MIN 4096u
 #define STORE_DONE_BATCH 4096u          /* completions delivered per tick */
@@ -49,14 +44,6 @@ enum store_segment_state {
 };
 
 struct store_shard;
-
-/* An io_uring timeout that wakes the owner's loop, whose tick then does what is due. */
-struct store_wakeup {
-    struct store_shard *shard;
-    bool armed;
-    struct __kernel_timespec interval;
-    struct reactor_op op;
-};
 
 /* The entries written into a segment, in chunks, so that its hint visits those records
  * rather than the whole index (hint.c). */
@@ -133,7 +120,6 @@ struct store_batch {
     uint32_t run_count;
     uint32_t sync_count;
     uint32_t undo_count;
-    uint32_t waiter_count; /* requests answered when it is durable */
     uint32_t ops_pending;    /* writes and fdatasyncs in flight */
     uint32_t writes_pending; /* writes in flight */
     int error;
@@ -231,12 +217,9 @@ struct store_shard {
      * rm_atomic_store_64; other cores load it to tell whether a snapshot is durable. */
     uint64_t synced_sequence;
     uint64_t unsynced_since_ns;  /* written but not yet fdatasynced (async); 0: none */
-    /* Group commit waits for the writers of the last round (commit.c): how many it had with
-     * the batch filling when it was answered, and when. */
-    uint32_t gather_target;
-    uint64_t gather_since_ns;
-    struct store_wakeup flush_wakeup;  /* async data due for its fdatasync */
-    struct store_wakeup gather_wakeup; /* a gathering sync batch due to go (commit.c) */
+    bool timer_armed;
+    struct __kernel_timespec timer_interval;
+    struct reactor_op timer_op;
     uint64_t cache_bytes;
     uint64_t cache_limit;
     struct store_entry *cache_head;
