@@ -3,10 +3,26 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "core/log.h"
 #include "core/rm_assert.h"
+
+/* Whether direct writes of whole STORE_DIRECT_BLOCK blocks from block-aligned memory suit
+ * the file; unknown (a kernel before 6.1 does not say) counts as no. */
+static bool store_direct_aligned(int fd)
+{
+    struct statx status;
+    if (statx(fd, "", AT_EMPTY_PATH, STATX_DIOALIGN, &status) != 0 ||
+        (status.stx_mask & STATX_DIOALIGN) == 0) {
+        return false;
+    }
+    uint32_t offset = status.stx_dio_offset_align;
+    uint32_t memory = status.stx_dio_mem_align;
+    return offset != 0 && memory != 0 && STORE_DIRECT_BLOCK % offset == 0 &&
+           STORE_DIRECT_BLOCK % memory == 0;
+}
 
 void store_direct_open(struct store_shard *shard, struct store_segment *segment)
 {
@@ -14,13 +30,19 @@ void store_direct_open(struct store_shard *shard, struct store_segment *segment)
     if (!shard->direct) {
         return;
     }
-    segment->direct_fd = open(segment->path, O_RDWR | O_DIRECT | O_CLOEXEC);
-    if (segment->direct_fd < 0) {
-        int error = errno;
-        shard->direct = false;
-        log_info("store: the data directory's file system refuses O_DIRECT; group commits "
-                 "go through the page cache", "file", segment->path, "error", strerror(error));
+    int fd = open(segment->path, O_RDWR | O_DIRECT | O_CLOEXEC);
+    if (fd >= 0 && store_direct_aligned(fd)) {
+        segment->direct_fd = fd;
+        return;
     }
+    const char *reason = fd < 0 ? strerror(errno) : "no alignment for whole 4 KiB blocks";
+    if (fd >= 0) {
+        close(fd);
+    }
+    shard->direct = false;
+    log_info("store: the data directory's file system takes no O_DIRECT writes of whole 4 KiB "
+             "blocks; group commits go through the page cache", "file", segment->path,
+             "reason", reason);
 }
 
 int store_direct_resume(struct store_shard *shard, struct store_segment *segment)

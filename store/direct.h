@@ -15,8 +15,9 @@
  * the shard's tail block, and its last is padded with zeros, which the next batch overwrites
  * and recovery reads as the end of the records (recover.c). Two writes in flight would both
  * write the block they share, in either order, so a direct batch starts only once every
- * earlier write completed (commit.c). Segments on file systems that refuse O_DIRECT keep
- * buffered writes. */
+ * earlier write completed (commit.c). Where the file system refuses O_DIRECT or does not
+ * report an alignment that whole 4 KiB blocks meet (statx STATX_DIOALIGN: tmpfs, kernels
+ * before 6.1), the store keeps buffered writes. */
 
 #include <stdbool.h>
 #include <stdint.h>

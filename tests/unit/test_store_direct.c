@@ -186,3 +186,28 @@ Test(store_direct, files_copied_while_running_hold_every_acknowledged_write)
     harness_cleanup(&restarted);
     harness_cleanup(&harness);
 }
+
+/* tmpfs reports no direct-I/O alignment: the store keeps buffered writes there. */
+Test(store_direct, a_file_system_without_direct_writes_keeps_buffered_ones)
+{
+    struct stat status;
+    if (stat("/dev/shm", &status) != 0 || !S_ISDIR(status.st_mode)) {
+        cr_skip_test("no /dev/shm");
+    }
+    struct harness harness;
+    harness_init(&harness, 1);
+    char directory[] = "/dev/shm/rm-direct-XXXXXX";
+    cr_assert_not_null(mkdtemp(directory));
+    snprintf(harness.config.data_dir, sizeof(harness.config.data_dir), "%s/data", directory);
+    cr_assert_eq(harness_start(&harness), 0);
+    direct_put_range(&harness, 0, 60, 1);
+    cr_assert_eq(direct_writes(&harness), 0);
+    harness_stop(&harness);
+    cr_assert_eq(harness_start(&harness), 0);
+    direct_check_range(&harness, 0, 60, 1);
+    harness_stop(&harness);
+    char command[128];
+    snprintf(command, sizeof(command), "rm -rf '%s'", directory);
+    cr_assert_eq(system(command), 0);
+    harness_cleanup(&harness);
+}
