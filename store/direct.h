@@ -5,11 +5,11 @@
  * sync. A buffered write to ext4 cannot complete inside io_uring_enter: it goes to an io_uring
  * worker, which under load waits for the reactor's own busy core. A direct write over blocks
  * the zero fill already wrote (prefill.h) goes to the device from the submitting call; its
- * fdatasync, linked behind it, then only flushes the device's cache. Write + fdatasync of
- * 3.5 KB with both cores busy (/work-style microbenchmark, numbers in the stop-12 note):
- * buffered 254-290 us, direct 155-191 us. RWF_DSYNC instead of the linked fdatasync took
- * 111 us with the core that takes the disk's interrupts idle but 3.9 ms with it busy (the
- * flush runs in a kworker on that core), so it is not used.
+ * fdatasync, linked behind it, then only flushes the device's cache. One 3.5 KB write +
+ * fdatasync with the submitting core busy (bench/commit_paths.c --busy): buffered 282-285 us,
+ * direct 187-203 us. RWF_DSYNC instead of the linked fdatasync took 125 us with the core that
+ * takes the disk's interrupts idle but 3.7 ms with it busy (the flush runs in a kworker on
+ * that core), so it is not used.
  *
  * Direct writes cover whole blocks. A batch's first block repeats the bytes before it, kept in
  * the shard's tail block, and its last is padded with zeros, which the next batch overwrites

@@ -21,9 +21,11 @@
 
 static struct harness_result result;
 
-/* Lengths from 1 to DIRECT_VALUE_MAX bytes, so records end at every offset of a block. */
-static uint32_t direct_value(char *value, uint32_t key, uint32_t round)
+/* Key k<key> and its value for the round; lengths from 1 to DIRECT_VALUE_MAX bytes, so records
+ * end at every offset of a block. */
+static uint32_t direct_entry(char key_name[16], char *value, uint32_t key, uint32_t round)
 {
+    snprintf(key_name, 16, "k%u", key);
     uint32_t length = (key * 37u + round * 11u) % DIRECT_VALUE_MAX + 1u;
     for (uint32_t i = 0; i < length; i++) {
         value[i] = (char)('a' + (key + round + i) % 26u);
@@ -37,8 +39,7 @@ static void direct_put_range(struct harness *harness, uint32_t first, uint32_t c
     char key[16];
     static char value[DIRECT_VALUE_MAX];
     for (uint32_t i = first; i < first + count; i++) {
-        snprintf(key, sizeof(key), "k%u", i);
-        uint32_t length = direct_value(value, i, round);
+        uint32_t length = direct_entry(key, value, i, round);
         cr_assert_eq(harness_put_bytes(harness, 0, "d", key, value, length, STORE_VERSION_ANY,
                                        &result),
                      STORE_OK);
@@ -51,8 +52,7 @@ static void direct_check_range(struct harness *harness, uint32_t first, uint32_t
     char key[16];
     static char value[DIRECT_VALUE_MAX];
     for (uint32_t i = first; i < first + count; i++) {
-        snprintf(key, sizeof(key), "k%u", i);
-        uint32_t length = direct_value(value, i, round);
+        uint32_t length = direct_entry(key, value, i, round);
         cr_assert_eq(harness_get(harness, 0, "d", key, &result), STORE_OK, "%s missing", key);
         cr_assert_eq(result.value_length, length, "%s length", key);
         cr_assert_eq(memcmp(result.value, value, length), 0, "%s differs", key);
@@ -196,7 +196,7 @@ Test(store_direct, a_file_system_without_direct_writes_keeps_buffered_ones)
     }
     struct harness harness;
     harness_init(&harness, 1);
-    char directory[] = "/dev/shm/rm-direct-XXXXXX";
+    char directory[] = "/dev/shm/rm-direct-XXXXXX"; /* mkdtemp's template */
     cr_assert_not_null(mkdtemp(directory));
     snprintf(harness.config.data_dir, sizeof(harness.config.data_dir), "%s/data", directory);
     cr_assert_eq(harness_start(&harness), 0);
